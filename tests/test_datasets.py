@@ -114,7 +114,7 @@ def test_shared_biq2021_counts(shared_data):
     splits = scan.summary()["official_split"]
     assert splits["train"]["listed"] == 10000 and splits["test"]["listed"] == 2000
     assert splits["train"]["present"] + splits["test"]["present"] == 4000
-    assert {r.group for r in scan.present} == {"ss01", "ss02"}
+    assert {r.scene for r in scan.present} == {"ss01", "ss02"}
 
 
 def test_corrupt_jpeg_in_copy_of_shared_clive(shared_data, tmp_path):

@@ -129,7 +129,7 @@ _add(DatasetInfo(
     name="biq2021", title="BIQ2021", kind="authentic",
     score_files=("Train (Images and MOS).csv", "Test (Images and MOS).csv"), image_dir="Images",
     score_range=(0.0, 1.0), higher_better=True, n_images=12000, official_split=True,
-    content_groups="subset (ss01/ss02/ss03)",
+    labels=("scene (subset ss01/ss02/ss03)",),
     citation="Ahmed, Asif. J. Electronic Imaging 2022"))
 _add(DatasetInfo(
     name="csv", title="Generic CSV/JSON manifest (any other dataset)", kind="any",

@@ -10,15 +10,18 @@ when a file does not match the official format.
 from __future__ import annotations
 
 import csv
+import json
 import math
+import re
+from dataclasses import replace
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Iterator
 
 import numpy as np
 
 from mixiqa.data.catalog import DatasetInfo
 from mixiqa.data.manifest import Record
-from mixiqa.errors import DataError
+from mixiqa.errors import ConfigError, DataError
 from mixiqa.registry import Registry
 
 Parser = Callable[..., list[Record]]
@@ -33,7 +36,7 @@ def locate_release(root: str | Path, info: DatasetInfo) -> Path:
     Users point at the folder they downloaded (``CLIVE/``) whose release sits one level
     down (``CLIVE/ChallengeDB_release/``); both work.
     """
-    root = Path(root).expanduser()
+    root = Path(root).expanduser().absolute()  # records carry absolute image paths
     if not root.is_dir():
         raise DataError(f"Dataset folder '{root}' does not exist. Pass --root with the folder "
                         f"of the {info.title} release.")
@@ -143,7 +146,11 @@ def parse_clive(root: Path, info: DatasetInfo) -> list[Record]:
 
 @PARSERS.register("biq2021")
 def parse_biq2021(root: Path, info: DatasetInfo) -> list[Record]:
-    """BIQ2021: official train and test CSVs ("Image Name", "MOS"); group = subset ssNN."""
+    """BIQ2021: official train and test CSVs ("Image Name", "MOS"); scene = subset ssNN.
+
+    The subsets differ by kind of content (personal gallery, deliberate acquisition
+    distortions, Unsplash), so they are scene-like labels, not reference-content groups.
+    """
     release = locate_release(root, info)
     records = []
     for split, relpath in zip(("train", "test"), info.score_files):
@@ -154,5 +161,5 @@ def parse_biq2021(root: Path, info: DatasetInfo) -> list[Record]:
                 raise DataError(f"{path}, row {i}: empty 'Image Name'. Remove the blank row.")
             score = to_float(row.get("MOS"), path, i, "MOS")
             records.append(make_record(info, release / info.image_dir / name, name, score,
-                                       group=name.split(" ")[0], split=split))
+                                       scene=name.split(" ")[0], split=split))
     return records
