@@ -15,6 +15,10 @@ from mixiqa import __version__
 from mixiqa.errors import MixiqaError
 
 EPILOG = """examples:
+  mixiqa train configs/quickstart.yaml --out runs/quick    train (CLIVE + BIQ2021, CPU, minutes)
+  mixiqa eval runs/quick --data clive=../shared/data/CLIVE --allow-missing
+  mixiqa score photos/ --model runs/quick --format csv     one score per image
+  mixiqa translate --model runs/quick --from clive --to biq2021 55 70
   mixiqa datasets                                   list every known dataset and its facts
   mixiqa datasets inspect clive --root DATA/CLIVE   count listed / present / missing images
   mixiqa splits biq2021 --root DATA/BIQ2021 --protocol official --allow-missing --out splits/
@@ -31,6 +35,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub.required = True
     add_datasets_commands(sub)
     add_splits_command(sub)
+    add_train_commands(sub)
     return parser
 
 
@@ -168,7 +173,7 @@ def add_splits_command(sub) -> None:
 def cmd_splits(args) -> int:
     from mixiqa.data.datasets import load_manifest
     from mixiqa.data.manifest import Manifest
-    from mixiqa.data.splits import make_splits
+    from mixiqa.data.splits import make_splits, repeated_splits
 
     if len(args.root) != len(args.names):
         raise MixiqaError(f"Give one --root per dataset: {len(args.names)} names, "
@@ -177,20 +182,176 @@ def cmd_splits(args) -> int:
     for name, root in zip(args.names, args.root):
         manifest += load_manifest(name, root, allow_missing=args.allow_missing,
                                   **parse_options(args.option))
-    kwargs: dict = {}
-    if args.protocol in {"random", "content", "official"}:
-        kwargs["ratios"] = tuple(float(x) for x in args.ratios.split(","))
-    if args.protocol == "cross":
-        kwargs["test_datasets"] = [x for x in args.test_datasets.split(",") if x]
+    ratios = tuple(float(x) for x in args.ratios.split(","))
     if args.protocol in {"random", "content"}:
-        kwargs["n"] = args.n
-    splits = make_splits(manifest, args.protocol, **kwargs)
+        splits = repeated_splits(manifest, n=args.n, protocol=args.protocol, ratios=ratios)
+    elif args.protocol == "official":
+        splits = make_splits(manifest, "official", val_ratio=ratios[1], unlabelled_ratios=ratios)
+    elif args.protocol == "cross":
+        tests = [x for x in args.test_datasets.split(",") if x]
+        splits = make_splits(manifest, "cross", test_datasets=tests,
+                             train_datasets=[n for n in args.names if n not in tests])
+    else:
+        splits = make_splits(manifest, args.protocol, val_ratio=ratios[1])
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     for i, split in enumerate(splits):
         path = out / f"split_{i:02d}.json"
         split.save(path)
         print(f"{path}: train {len(split.train)}, val {len(split.val)}, test {len(split.test)}")
+    return 0
+
+
+# ---- train / eval / score / translate ------------------------------------------------
+
+def add_train_commands(sub) -> None:
+    p = sub.add_parser("train", help="train a model from an experiment config",
+                       description="Train on every split of the config's protocol; writes "
+                                   "config, split files, checkpoints, models and results.")
+    p.add_argument("config", help="YAML or TOML experiment file (see configs/)")
+    p.add_argument("--out", required=True, help="run folder")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a config value, e.g. --set train.epochs=5 (repeatable)")
+    p.add_argument("--resume", action="store_true",
+                   help="continue an interrupted run in --out where it stopped")
+    p.set_defaults(func=cmd_train)
+
+    e = sub.add_parser("eval", help="metrics of a trained model on a dataset",
+                       description="SRCC / KRCC / PLCC / RMSE (logistic fit) per dataset.")
+    e.add_argument("run", help="run or model folder")
+    e.add_argument("--data", action="append", required=True, metavar="NAME=ROOT",
+                   help="dataset to evaluate on, e.g. clive=../shared/data/CLIVE (repeatable)")
+    e.add_argument("--split", choices=["all", "test"], default="all",
+                   help="'test': only the run's test images (needs a run folder with one split)")
+    e.add_argument("--fit", default="logistic4", choices=["logistic4", "logistic5", "none"])
+    add_data_options(e)
+    e.set_defaults(func=cmd_eval)
+
+    s = sub.add_parser("score", help="score image files, folders or globs",
+                       description="One score per image (higher is better). A file that "
+                                   "cannot be decoded is reported and skipped.")
+    s.add_argument("paths", nargs="+", help="image files, folders or glob patterns")
+    s.add_argument("--model", help="run or model folder (default: the model shipped with mixiqa)")
+    s.add_argument("--scale", metavar="DATASET",
+                   help="report on a training dataset's own scale (e.g. clive) instead of q")
+    s.add_argument("--format", choices=["csv", "json"], default="csv")
+    s.add_argument("--output", "-o", help="write to this file instead of standard output")
+    s.add_argument("--batch-size", type=int, default=16)
+    s.add_argument("--workers", type=int, default=2, help="decoding processes")
+    s.add_argument("--device", default="auto")
+    s.set_defaults(func=cmd_score)
+
+    t = sub.add_parser("translate", help="translate scores between datasets' scales",
+                       description="MOS_to = g_to(g_from^-1(MOS_from)) through the model's "
+                                   "invertible mappers; prints one score per line.")
+    t.add_argument("scores", nargs="+", type=float)
+    t.add_argument("--model", help="run or model folder (default: the shipped model)")
+    t.add_argument("--from", dest="src", required=True, help="dataset whose scale SCORES are on")
+    t.add_argument("--to", dest="dst", required=True, help="dataset scale to translate to")
+    t.set_defaults(func=cmd_translate)
+
+
+def cmd_train(args) -> int:
+    from mixiqa.config import load_config
+    from mixiqa.train import run_experiment
+
+    cfg = load_config(args.config, args.set)
+    summary = run_experiment(cfg, args.out, resume=args.resume)
+    print(results_table(summary))
+    print(f"\nrun folder: {args.out} (results.json, config.yaml, split_*/model)")
+    return 0
+
+
+def results_table(summary: dict) -> str:
+    rows = [["dataset", "n test", "SRCC", "PLCC", "KRCC", "RMSE"]]
+    for name, m in summary["per_dataset"].items():
+        rows.append([name, f"{m.get('n', '')}"] + [f"{m[k]:.3f}" if m.get(k) is not None else "-"
+                                                    for k in ("srcc", "plcc", "krcc", "rmse")])
+    w = summary.get("weighted")
+    if w:
+        rows.append(["weighted"] + [""] + [f"{w[k]:.3f}" if w.get(k) is not None else "-"
+                                            for k in ("srcc", "plcc", "krcc", "rmse")])
+    n = summary.get("n_splits", 1)
+    return format_table(rows) + f"\n(median over {n} split(s), seeds {summary.get('seeds')})"
+
+
+def cmd_eval(args) -> int:
+    from mixiqa.data.datasets import load_manifest
+    from mixiqa.evaluate import evaluate
+    from mixiqa.models.iqa import load_model
+    from mixiqa.score import iter_scores
+
+    model = load_model(args.run)
+    rows = [["dataset", "n", "SRCC", "PLCC", "KRCC", "RMSE", "fit"]]
+    for item in args.data:
+        if "=" not in item:
+            raise MixiqaError(f"--data '{item}' must look like NAME=ROOT, e.g. clive=../data/CLIVE.")
+        name, root = item.split("=", 1)
+        manifest = load_manifest(name, root, allow_missing=args.allow_missing,
+                                 **parse_options(args.option))
+        results = list(iter_scores(model, [r.path for r in manifest], device=_device(args)))
+        ok = [(r, s.score) for r, s in zip(manifest, results) if s.score is not None]
+        y = [r.score if r.higher_better else -r.score for r, _ in ok]
+        m = evaluate([s for _, s in ok], y, fit=args.fit)
+        rows.append([name, str(m.n)] + [f"{v:.3f}" for v in (m.srcc, m.plcc, m.krcc, m.rmse)]
+                    + [m.fit])
+    print(format_table(rows))
+    return 0
+
+
+def _device(args) -> str:
+    from mixiqa.train import resolve_device
+
+    return resolve_device(getattr(args, "device", "auto"))
+
+
+def cmd_score(args) -> int:
+    import csv as _csv
+
+    from mixiqa.models.iqa import load_model
+    from mixiqa.score import expand_inputs, iter_scores
+
+    paths = expand_inputs(args.paths)
+    model = load_model(args.model)
+    if args.scale:
+        model.mapper(args.scale)  # unknown dataset -> clear error before any work
+    out = open(args.output, "w", newline="") if args.output else sys.stdout
+    failed = 0
+    try:
+        writer = _csv.writer(out) if args.format == "csv" else None
+        if writer:
+            writer.writerow(["path", "score"])
+        records = []
+        for r in iter_scores(model, paths, args.batch_size, args.workers, args.scale,
+                             _device(args)):
+            if r.score is None:
+                failed += 1
+                print(f"mixiqa: skipped {r.path}: {r.error}", file=sys.stderr)
+                continue
+            if writer:
+                writer.writerow([r.path, f"{r.score:.6g}"])
+            else:
+                records.append({"path": r.path, "score": r.score})
+        if not writer:
+            json.dump(records, out, indent=1)
+            out.write("\n")
+    finally:
+        if args.output:
+            out.close()
+    if failed:
+        print(f"mixiqa: {failed} of {len(paths)} images could not be scored", file=sys.stderr)
+    return 0 if failed < len(paths) else 1
+
+
+def cmd_translate(args) -> int:
+    import torch
+
+    from mixiqa.models.iqa import load_model
+
+    model = load_model(args.model, with_backbone=False)
+    out = model.translate(torch.tensor(args.scores, dtype=torch.float32), args.src, args.dst)
+    for v in out.tolist():
+        print(f"{v:.6g}")
     return 0
 
 
@@ -204,6 +365,7 @@ def format_table(rows: list[list[str]]) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
+    warnings.formatwarning = lambda msg, cat, *a, **k: f"mixiqa: warning: {msg}\n"
     parser = build_parser()
     args = parser.parse_args(argv)
     try:

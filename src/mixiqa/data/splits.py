@@ -168,10 +168,23 @@ def random_split(manifest: Manifest, ratios: Sequence[float] = (0.6, 0.2, 0.2),
 
 
 def official_split(manifest: Manifest, val_ratio: float = 0.1, seed: int = 0,
-                   by_group: ByGroup = "auto") -> Split:
-    """Follow each record's official ``split``; carve val out of train where none exists."""
+                   by_group: ByGroup = "auto",
+                   unlabelled_ratios: Sequence[float] | None = None) -> Split:
+    """Follow each record's official ``split``; carve val out of train where none exists.
+
+    Args:
+        unlabelled_ratios: For datasets whose release has no official split (CLIVE mixed
+            with BIQ2021, say): split them at random with these ratios. By default such a
+            dataset is an error.
+    """
     seed, parts = _check_seed(seed), ([], [], [])
     for name, records in _by_dataset(manifest).items():
+        if unlabelled_ratios is not None and not any(r.split for r in records):
+            ratios = _check_ratios(unlabelled_ratios)
+            for acc, keys in zip(parts, _draw(name, records, ratios, seed,
+                                              _use_groups(name, records, by_group))):
+                acc.extend(keys)
+            continue
         labelled = _official_parts(name, records)
         train, val, test = labelled["train"], labelled["val"], labelled["test"]
         if not val:
@@ -183,7 +196,9 @@ def official_split(manifest: Manifest, val_ratio: float = 0.1, seed: int = 0,
             acc.extend(keys)
     return _make(parts, manifest, "official", seed, None,
                  f"official train/test; val from the release or {val_ratio:g} of train",
-                 {"val_ratio": val_ratio, "by_group": _jsonable(by_group)})
+                 {"val_ratio": val_ratio, "by_group": _jsonable(by_group),
+                  "unlabelled_ratios": None if unlabelled_ratios is None
+                  else list(unlabelled_ratios)})
 
 
 def cross_split(manifest: Manifest, train_datasets: str | Sequence[str],
