@@ -1,0 +1,184 @@
+"""Typed experiment configuration: dataclasses, loaded from YAML/TOML, overridable from the CLI.
+
+Every run saves its resolved config next to its results, so a table can always be traced
+back to how it was made.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import tomllib
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Any, get_type_hints
+
+import yaml
+
+from mixiqa.errors import ConfigError
+
+
+@dataclass
+class DataConfig:
+    """One dataset to train and/or test on."""
+
+    name: str
+    root: str
+    options: dict = field(default_factory=dict)
+    allow_missing: bool = False
+
+
+@dataclass
+class SplitConfig:
+    """Which protocol splits the data; ``seeds`` gives one run per seed."""
+
+    protocol: str = "random"          # random | content | official | cross | loo-scene | loo-group
+    ratios: tuple = (0.6, 0.2, 0.2)   # train, val, test
+    seeds: tuple = (0,)
+    test_datasets: tuple = ()         # cross protocol
+    file: str | None = None           # a saved split file instead of a protocol
+
+
+@dataclass
+class ModelConfig:
+    """Backbone, head, and for a frozen backbone the cached-feature recipe."""
+
+    backbone: str = "efficientnet_lite0"
+    weights: str = "offline"          # offline | hub | none | path to a weight file
+    freeze: bool = True               # frozen backbone -> trains on cached features
+    head: str = "mlp"
+    head_kwargs: dict = field(default_factory=dict)
+    pooling: str = "meanstd"          # frozen path: avg | meanstd
+    scales: tuple = (1.0, 0.5)        # frozen path: image scales
+    feature_short: int | None = None  # frozen path: resize before the crop
+    feature_crop: int | None = 384    # frozen path: centre crop
+
+
+@dataclass
+class MethodConfig:
+    """The alignment method (see ``mixiqa.methods``) and its knobs."""
+
+    name: str = "monotonic"
+    mapper_kwargs: dict = field(default_factory=dict)
+    loss_weights: dict = field(default_factory=dict)   # override the method's defaults
+
+
+@dataclass
+class TrainConfig:
+    """Optimisation. Defaults suit the frozen-feature path on a CPU."""
+
+    epochs: int = 30
+    batch_size: int = 64
+    lr: float = 1e-3
+    backbone_lr_mult: float = 0.1     # backbone lr = lr * this (fine-tuning)
+    weight_decay: float = 1e-4
+    scheduler: str = "cosine"         # cosine | step | none
+    step_size: int = 5
+    gamma: float = 0.8
+    warmup_epochs: int = 0
+    quotas: str = "equal"             # per-dataset share of each batch: equal | proportional
+    seed: int = 0
+    device: str = "auto"              # auto | cpu | cuda
+    amp: bool = True                  # mixed precision where a GPU is present
+    compile: bool = False             # torch.compile where a GPU is present
+    workers: int = 2
+    train_short: int = 512            # fine-tuning: resize short side, then random crop
+    train_crop: int = 384
+    test_short: int = 768
+    eval_every: int = 1
+    cache_dir: str | None = None
+
+
+@dataclass
+class ExperimentConfig:
+    name: str = "experiment"
+    datasets: list = field(default_factory=list)      # list[DataConfig]
+    split: SplitConfig = field(default_factory=SplitConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    method: MethodConfig = field(default_factory=MethodConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    def save(self, path: str | Path) -> None:
+        Path(path).write_text(yaml.safe_dump(_plain(self.to_dict()), sort_keys=False))
+
+
+def _plain(x: Any) -> Any:
+    if isinstance(x, dict):
+        return {k: _plain(v) for k, v in x.items()}
+    if isinstance(x, (list, tuple)):
+        return [_plain(v) for v in x]
+    return x
+
+
+def _build(cls, data: dict, where: str):
+    if not isinstance(data, dict):
+        raise ConfigError(f"{where} must be a mapping, got {type(data).__name__}.")
+    names = {f.name for f in fields(cls)}
+    unknown = set(data) - names
+    if unknown:
+        import difflib
+
+        hints = [f"'{u}' (did you mean '{m[0]}'?)" if (m := difflib.get_close_matches(u, names, 1))
+                 else f"'{u}'" for u in sorted(unknown)]
+        raise ConfigError(f"{where}: unknown key(s) {', '.join(hints)}. Known: {sorted(names)}.")
+    hints = get_type_hints(cls)
+    kwargs = {}
+    for k, v in data.items():
+        t = hints[k]
+        if dataclasses.is_dataclass(t):
+            v = _build(t, v, f"{where}.{k}")
+        elif t is tuple and isinstance(v, (list, tuple)):
+            v = tuple(v)
+        kwargs[k] = v
+    return cls(**kwargs)
+
+
+def config_from_dict(data: dict) -> ExperimentConfig:
+    data = dict(data)
+    datasets = data.pop("datasets", [])
+    cfg = _build(ExperimentConfig, data, "config")
+    cfg.datasets = [_build(DataConfig, d, f"datasets[{i}]") for i, d in enumerate(datasets)]
+    if not cfg.datasets:
+        raise ConfigError("config: 'datasets' is empty; list at least one {name, root}.")
+    return cfg
+
+
+def load_config(path: str | Path, overrides: list[str] = ()) -> ExperimentConfig:
+    """Read a YAML or TOML experiment file, then apply ``key.sub=value`` overrides.
+
+    Relative dataset roots are resolved against the config file's folder.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"Config file '{path}' not found. See configs/ for examples.")
+    text = path.read_text()
+    try:
+        data = tomllib.loads(text) if path.suffix == ".toml" else yaml.safe_load(text)
+    except (yaml.YAMLError, tomllib.TOMLDecodeError) as e:
+        raise ConfigError(f"{path}: not valid {path.suffix[1:].upper()} ({e}).") from e
+    for o in overrides:
+        apply_override(data, o)
+    for d in data.get("datasets", []):
+        root = Path(str(d.get("root", ""))).expanduser()
+        if not root.is_absolute():
+            d["root"] = str((path.parent / root).resolve())
+    return config_from_dict(data)
+
+
+def apply_override(data: dict, override: str) -> None:
+    """``train.epochs=5`` -> data["train"]["epochs"] = 5 (values parsed as YAML)."""
+    if "=" not in override:
+        raise ConfigError(f"Override '{override}' must look like key.sub=value, e.g. train.epochs=5.")
+    key, value = override.split("=", 1)
+    node = data
+    parts = key.split(".")
+    for p in parts[:-1]:
+        node = node.setdefault(p, {})
+    node[parts[-1]] = yaml.safe_load(value)
+
+
+def dump_json(obj: Any) -> str:
+    return json.dumps(_plain(obj), indent=1, default=str)

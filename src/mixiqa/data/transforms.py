@@ -1,0 +1,122 @@
+"""Image loading and the field's resize/crop policies, as small picklable callables.
+
+Policy of MonotonicIQA (methods.md): training resizes the short side to 512 and takes
+random 384 x 384 crops; testing resizes the short side to 768 (aspect kept) or averages
+several crops. Every transform has a ``spec`` string that names it exactly: the feature
+cache keys on it.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from PIL import Image
+
+from mixiqa.errors import DataError
+
+
+def open_rgb(path: str, min_side: int | None = None) -> Image.Image:
+    """Decode an image as RGB; a JPEG is decoded at reduced size when that suffices.
+
+    Args:
+        path: Image file.
+        min_side: If given, JPEG draft mode may decode at 1/2, 1/4 or 1/8 scale as long as
+            the short side stays >= ``min_side`` (much faster for large photos).
+
+    Raises:
+        DataError: naming the file when it cannot be decoded.
+    """
+    try:
+        im = Image.open(path)
+        if min_side and im.format == "JPEG":
+            w, h = im.size
+            scale = min(w, h) / min_side
+            if scale >= 2:
+                im.draft("RGB", (math.ceil(w / scale), math.ceil(h / scale)))
+        return im.convert("RGB")
+    except Exception as e:  # PIL raises many types for bad files
+        raise DataError(f"Cannot decode image '{path}' ({type(e).__name__}: {e}). Replace it "
+                        "with an intact copy or remove it from the dataset.") from e
+
+
+def resize_short(im: Image.Image, short: int) -> Image.Image:
+    w, h = im.size
+    s = short / min(w, h)
+    if abs(s - 1) < 1e-6:
+        return im
+    return im.resize((max(1, round(w * s)), max(1, round(h * s))), Image.BICUBIC)
+
+
+def to_tensor(im: Image.Image, mean, std) -> torch.Tensor:
+    """(H, W, 3) uint8 image -> normalised (3, H, W) float tensor."""
+    x = torch.from_numpy(np.asarray(im, dtype=np.uint8).copy()).permute(2, 0, 1).float() / 255
+    return (x - torch.tensor(mean).view(3, 1, 1)) / torch.tensor(std).view(3, 1, 1)
+
+
+@dataclass(frozen=True)
+class Transform:
+    """Resize the short side, then crop.
+
+    Attributes:
+        short: Target short side in pixels (None keeps the size).
+        crop: Crop size (None: the whole resized image).
+        mode: ``random`` (training), ``center`` or ``grid`` (``n_crops`` crops on a grid).
+        n_crops: Number of crops in ``grid`` mode.
+        mean, std: Normalisation of the backbone.
+    """
+
+    short: int | None = 512
+    crop: int | None = 384
+    mode: str = "random"
+    n_crops: int = 1
+    mean: tuple = (0.485, 0.456, 0.406)
+    std: tuple = (0.229, 0.224, 0.225)
+
+    @property
+    def spec(self) -> str:
+        return (f"short{self.short}-crop{self.crop}-{self.mode}{self.n_crops}-"
+                f"mean{','.join(f'{m:g}' for m in self.mean)}-std{','.join(f'{s:g}' for s in self.std)}")
+
+    def load(self, path: str) -> Image.Image:
+        im = open_rgb(path, min_side=self.short)
+        return resize_short(im, self.short) if self.short else im
+
+    def __call__(self, path: str, rng: np.random.Generator | None = None) -> torch.Tensor:
+        """Image file -> (3, crop, crop), or (n_crops, 3, crop, crop) in grid mode."""
+        im = self.load(path)
+        if self.crop is None:
+            return to_tensor(im, self.mean, self.std)
+        boxes = self.boxes(im.size, rng)
+        crops = [to_tensor(im.crop(b), self.mean, self.std) for b in boxes]
+        return crops[0] if self.mode != "grid" else torch.stack(crops)
+
+    def boxes(self, size: tuple[int, int], rng: np.random.Generator | None) -> list[tuple]:
+        w, h = size
+        c = self.crop
+        if w < c or h < c:
+            raise DataError(f"Image of {w}x{h} is smaller than the {c}px crop: lower the crop "
+                            "or raise the resize.")
+        if self.mode == "random":
+            rng = rng or np.random.default_rng()
+            x, y = int(rng.integers(0, w - c + 1)), int(rng.integers(0, h - c + 1))
+            return [(x, y, x + c, y + c)]
+        if self.mode == "center":
+            x, y = (w - c) // 2, (h - c) // 2
+            return [(x, y, x + c, y + c)]
+        n = self.n_crops  # grid: crops spread evenly along the long side, centred on the short
+        xs = np.linspace(0, w - c, n).round().astype(int) if w >= h else [(w - c) // 2] * n
+        ys = np.linspace(0, h - c, n).round().astype(int) if h > w else [(h - c) // 2] * n
+        return [(int(x), int(y), int(x) + c, int(y) + c) for x, y in zip(xs, ys)]
+
+
+def train_transform(mean, std, short: int = 512, crop: int = 384) -> Transform:
+    return Transform(short, crop, "random", 1, tuple(mean), tuple(std))
+
+
+def eval_transform(mean, std, short: int = 768, crop: int | None = None,
+                   n_crops: int = 1) -> Transform:
+    mode = "grid" if n_crops > 1 else "center"
+    return Transform(short, crop, mode, n_crops, tuple(mean), tuple(std))

@@ -1,0 +1,41 @@
+"""Experiment configs: YAML/TOML loading, overrides, unknown keys, relative roots."""
+
+import pytest
+
+from mixiqa.config import load_config
+from mixiqa.errors import ConfigError
+
+
+def test_yaml_with_overrides_and_relative_roots(tmp_path):
+    p = tmp_path / "exp.yaml"
+    p.write_text("datasets:\n  - {name: clive, root: data/CLIVE}\n"
+                 "train: {epochs: 3}\nmodel: {scales: [1.0, 0.5]}\n")
+    cfg = load_config(p, ["train.epochs=7", "method.name=mimi"])
+    assert cfg.train.epochs == 7 and cfg.method.name == "mimi"
+    assert cfg.model.scales == (1.0, 0.5)
+    assert cfg.datasets[0].root == str((tmp_path / "data/CLIVE").resolve())
+    cfg.save(tmp_path / "saved.yaml")
+    again = load_config(tmp_path / "saved.yaml")
+    assert again.train.epochs == 7 and again.datasets[0].name == "clive"
+
+
+def test_toml(tmp_path):
+    p = tmp_path / "exp.toml"
+    p.write_text('[[datasets]]\nname = "biq2021"\nroot = "/x"\n[train]\nlr = 0.01\n')
+    assert load_config(p).train.lr == 0.01
+
+
+def test_unknown_key_did_you_mean(tmp_path):
+    p = tmp_path / "exp.yaml"
+    p.write_text("datasets: [{name: clive, root: x}]\ntrain: {epohcs: 3}\n")
+    with pytest.raises(ConfigError, match="did you mean 'epochs'"):
+        load_config(p)
+
+
+def test_missing_file_and_empty_datasets(tmp_path):
+    with pytest.raises(ConfigError, match="not found"):
+        load_config(tmp_path / "nope.yaml")
+    p = tmp_path / "e.yaml"
+    p.write_text("name: x\n")
+    with pytest.raises(ConfigError, match="datasets"):
+        load_config(p)

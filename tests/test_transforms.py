@@ -1,0 +1,43 @@
+"""Resize/crop policies and image decoding errors."""
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from mixiqa.data.transforms import Transform, eval_transform, train_transform
+from mixiqa.errors import DataError
+
+
+@pytest.fixture
+def photo(tmp_path):
+    rng = np.random.default_rng(0)
+    p = tmp_path / "a.jpg"
+    Image.fromarray(rng.integers(0, 255, (300, 600, 3), dtype=np.uint8)).save(p)
+    return str(p)
+
+
+def test_train_policy_resizes_short_side_and_crops(photo):
+    t = train_transform((0.5,) * 3, (0.5,) * 3, short=128, crop=96)
+    a = t(photo, np.random.default_rng(1))
+    b = t(photo, np.random.default_rng(1))
+    c = t(photo, np.random.default_rng(2))
+    assert a.shape == (3, 96, 96) and torch.equal(a, b) and not torch.equal(a, c)
+    assert t.load(photo).size == (256, 128)  # aspect kept
+
+
+def test_eval_full_image_and_grid(photo):
+    full = eval_transform((0.5,) * 3, (0.5,) * 3, short=150)(photo)
+    assert full.shape == (3, 150, 300)
+    grid = eval_transform((0.5,) * 3, (0.5,) * 3, short=150, crop=100, n_crops=3)(photo)
+    assert grid.shape == (3, 3, 100, 100)
+    assert Transform(150, 100, "grid", 3).spec != Transform(150, 100, "grid", 2).spec
+
+
+def test_corrupt_and_too_small(tmp_path, photo):
+    bad = tmp_path / "bad.jpg"
+    bad.write_bytes(b"not an image")
+    with pytest.raises(DataError, match="bad.jpg"):
+        train_transform((0,) * 3, (1,) * 3)(str(bad))
+    with pytest.raises(DataError, match="smaller than"):
+        Transform(None, 400, "center")(photo)
