@@ -122,7 +122,8 @@ _add(DatasetInfo(
 _add(DatasetInfo(
     name="agiqa3k", title="AGIQA-3K", kind="generated",
     score_files=("data.csv",), image_dir="images",
-    score_range=(0.0, 5.0), higher_better=True, n_images=2982, labels=("scene",),
+    score_range=(0.0, 5.0), higher_better=True, n_images=2982,
+    content_groups="text prompt (shared by the generators)", labels=("scene",),
     options={"column": "quality"},  # or "align" (text-image alignment)
     citation="Li et al. IEEE TCSVT 2023"))
 _add(DatasetInfo(
