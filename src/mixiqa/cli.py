@@ -124,7 +124,7 @@ def cmd_datasets_inspect(args) -> int:
                 print(f"\nnote: {e}", file=sys.stderr)
     elif scan.missing:
         print(f"\n--allow-missing: dropped {len(scan.missing)} missing images; "
-              f"{len(scan.present)} remain.")
+              f"{len(scan.present)} remain.", file=sys.stderr if args.format == "json" else sys.stdout)
     if args.save_manifest:
         Manifest(scan.present).to_csv(args.save_manifest)
         print(f"wrote {len(scan.present)} rows to {args.save_manifest}")
