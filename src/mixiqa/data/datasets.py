@@ -60,7 +60,7 @@ class DatasetScan:
         }
 
 
-def parse_release(name: str, root: str | Path, **options) -> list[Record]:
+def parse_release(name: str, root: str | Path, /, **options) -> list[Record]:
     """Every row the release's score files list, checked for NaN and duplicate names."""
     info = dataset_info(name)
     unknown = set(options) - set(info.options)
@@ -77,7 +77,7 @@ def parse_release(name: str, root: str | Path, **options) -> list[Record]:
     return records
 
 
-def scan_release(name: str, root: str | Path, verify_images: bool = False,
+def scan_release(name: str, root: str | Path, /, verify_images: bool = False,
                  show_progress: bool = True, **options) -> DatasetScan:
     """Parse a release and look for every listed image on disk (case-insensitively)."""
     records = parse_release(name, root, **options)
@@ -95,7 +95,7 @@ def scan_release(name: str, root: str | Path, verify_images: bool = False,
     return scan
 
 
-def load_manifest(name: str, root: str | Path, allow_missing: bool = False,
+def load_manifest(name: str, root: str | Path, /, allow_missing: bool = False,
                   verify_images: bool = False, show_progress: bool = True,
                   **options) -> Manifest:
     """Load a dataset as a Manifest of the images present on disk.

@@ -1,0 +1,116 @@
+"""Scoring images with a trained model: streaming, batched, decoding overlapped with the model.
+
+Images are decoded and resized in DataLoader worker processes while the model runs on the
+previous batch; nothing holds more than a few batches of decoded images, so a folder of any
+size scores in bounded memory. A file that cannot be decoded is reported and skipped.
+"""
+
+from __future__ import annotations
+
+import glob
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterable, Iterator, Sequence
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, Dataset
+
+from mixiqa.errors import DataError
+from mixiqa.progress import progress
+
+IMAGE_EXTENSIONS = {".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp"}
+
+
+def expand_inputs(items: Sequence[str]) -> list[str]:
+    """Files, folders (searched recursively for images) and glob patterns -> sorted paths."""
+    out: list[str] = []
+    for item in items:
+        p = Path(item).expanduser()
+        if p.is_dir():
+            out += sorted(str(f) for f in p.rglob("*") if f.suffix.lower() in IMAGE_EXTENSIONS)
+        elif p.is_file():
+            out.append(str(p))
+        elif any(c in item for c in "*?["):
+            out += sorted(f for f in glob.glob(item, recursive=True) if Path(f).is_file())
+        else:
+            raise DataError(f"'{item}' is not a file, a folder or a glob that matches files.")
+    if not out:
+        raise DataError(f"No images found in {', '.join(items)} "
+                        f"(looked for {', '.join(sorted(IMAGE_EXTENSIONS))}).")
+    return list(dict.fromkeys(out))
+
+
+def model_transform(model) -> "callable":
+    """The test-time input of a model: the cached-feature crop, or the full test resize."""
+    from mixiqa.data.transforms import Transform
+
+    bb = model.backbone
+    f = model.meta.get("features")
+    if f:
+        return Transform(f["short"], f["crop"], "center", 1, tuple(bb.mean), tuple(bb.std))
+    return Transform(model.meta.get("eval", {}).get("short", 768), None, "center", 1,
+                     tuple(bb.mean), tuple(bb.std))
+
+
+class _Images(Dataset):
+    def __init__(self, paths: Sequence[str], transform):
+        self.paths, self.transform = list(paths), transform
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+    def __getitem__(self, i: int):
+        try:
+            return i, self.transform(self.paths[i]), None
+        except DataError as e:  # reported and skipped, never aborts the batch
+            return i, None, str(e)
+
+
+def _keep(batch):
+    return batch  # a list of (index, tensor or None, error or None)
+
+
+@dataclass
+class ScoreResult:
+    path: str
+    score: float | None
+    error: str | None = None
+
+
+def iter_scores(model, paths: Sequence[str], batch_size: int = 16, workers: int = 2,
+                scale: str | None = None, device: str = "cpu",
+                show_progress: bool = True) -> Iterator[ScoreResult]:
+    """Yield one :class:`ScoreResult` per path, in order, as batches finish.
+
+    Args:
+        model: A loaded :class:`~mixiqa.models.iqa.IQAModel` (with backbone).
+        scale: None for the model's quality q; a training dataset's name for its scale.
+    """
+    tf = model_transform(model)
+    loader = DataLoader(_Images(paths, tf), batch_size=batch_size, num_workers=workers,
+                        collate_fn=_keep, prefetch_factor=2 if workers else None)
+    model.eval().to(device)
+    bar = progress(loader, total=len(loader), desc="scoring", enable=show_progress)
+    with torch.inference_mode():
+        for batch in bar:
+            good = [(i, x) for i, x, _ in batch if x is not None]
+            scores: dict[int, float] = {}
+            for shape_group in _same_shape(good):     # full-size inputs may differ in size
+                idx = [i for i, _ in shape_group]
+                x = torch.stack([x for _, x in shape_group]).to(device)  # (B, 3, H, W)
+                x = x.contiguous(memory_format=torch.channels_last)
+                q = model(x)
+                if scale:
+                    q = model.to_dataset_scale(q, scale)
+                scores.update(zip(idx, q.float().cpu().tolist()))
+            for i, x, err in batch:
+                yield ScoreResult(paths[i], scores.get(i), err)
+
+
+def _same_shape(items: list) -> Iterable[list]:
+    groups: dict[tuple, list] = {}
+    for i, x in items:
+        groups.setdefault(tuple(x.shape), []).append((i, x))
+    return groups.values()
