@@ -39,5 +39,5 @@ def test_corrupt_and_too_small(tmp_path, photo):
     bad.write_bytes(b"not an image")
     with pytest.raises(DataError, match="bad.jpg"):
         train_transform((0,) * 3, (1,) * 3)(str(bad))
-    with pytest.raises(DataError, match="smaller than"):
-        Transform(None, 400, "center")(photo)
+    # an image smaller than the crop is upscaled to fit it, aspect kept
+    assert Transform(None, 400, "center")(photo).shape == (3, 400, 400)

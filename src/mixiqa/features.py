@@ -24,7 +24,7 @@ from safetensors import SafetensorError
 from safetensors.numpy import load_file, save_file
 from torch.utils.data import DataLoader, Dataset
 
-from mixiqa.data.transforms import Transform, open_rgb, resize_short, to_tensor
+from mixiqa.data.transforms import Transform
 from mixiqa.progress import progress
 
 CACHE_VERSION = 1
@@ -108,13 +108,8 @@ class _CropSet(Dataset):
 
     def __getitem__(self, i: int) -> torch.Tensor:
         s = self.spec
-        im = open_rgb(self.paths[i], min_side=s.short or s.crop)
-        if s.short:
-            im = resize_short(im, s.short)
-        if s.crop:
-            box = Transform(None, s.crop, "center").boxes(im.size, None)[0]
-            im = im.crop(box)
-        return to_tensor(im, self.mean, self.std)                       # (3, H, W)
+        t = Transform(s.short, s.crop, "center", 1, tuple(self.mean), tuple(self.std))
+        return t(self.paths[i])                                        # (3, H, W)
 
 
 class FeatureCache:
@@ -198,7 +193,7 @@ def extract_features(paths: Sequence[str], backbone, spec: FeatureSpec,
         loader = DataLoader(_CropSet([paths[i] for i in todo], spec, backbone.mean, backbone.std),
                             batch_size=batch_size, num_workers=workers,
                             persistent_workers=False, prefetch_factor=4 if workers else None)
-        backbone.eval()
+        backbone.eval().to(memory_format=torch.channels_last)  # ~1.6x faster convs on CPU
         done = 0
         for batch in progress(loader, total=len(loader), desc="extracting features",
                               enable=show_progress):

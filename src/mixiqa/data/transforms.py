@@ -50,6 +50,11 @@ def resize_short(im: Image.Image, short: int) -> Image.Image:
     return im.resize((max(1, round(w * s)), max(1, round(h * s))), Image.BICUBIC)
 
 
+def ensure_min_side(im: Image.Image, side: int | None) -> Image.Image:
+    """Upscale an image whose short side is below ``side`` (a crop must fit inside)."""
+    return resize_short(im, side) if side and min(im.size) < side else im
+
+
 def to_tensor(im: Image.Image, mean, std) -> torch.Tensor:
     """(H, W, 3) uint8 image -> normalised (3, H, W) float tensor."""
     x = torch.from_numpy(np.asarray(im, dtype=np.uint8).copy()).permute(2, 0, 1).float() / 255
@@ -81,8 +86,9 @@ class Transform:
                 f"mean{','.join(f'{m:g}' for m in self.mean)}-std{','.join(f'{s:g}' for s in self.std)}")
 
     def load(self, path: str) -> Image.Image:
-        im = open_rgb(path, min_side=self.short)
-        return resize_short(im, self.short) if self.short else im
+        im = open_rgb(path, min_side=max(self.short or 0, self.crop or 0) or None)
+        im = resize_short(im, self.short) if self.short else im
+        return ensure_min_side(im, self.crop)
 
     def __call__(self, path: str, rng: np.random.Generator | None = None) -> torch.Tensor:
         """Image file -> (3, crop, crop), or (n_crops, 3, crop, crop) in grid mode."""
@@ -96,9 +102,7 @@ class Transform:
     def boxes(self, size: tuple[int, int], rng: np.random.Generator | None) -> list[tuple]:
         w, h = size
         c = self.crop
-        if w < c or h < c:
-            raise DataError(f"Image of {w}x{h} is smaller than the {c}px crop: lower the crop "
-                            "or raise the resize.")
+        assert w >= c and h >= c, "load() upscales images smaller than the crop"
         if self.mode == "random":
             rng = rng or np.random.default_rng()
             x, y = int(rng.integers(0, w - c + 1)), int(rng.integers(0, h - c + 1))
