@@ -95,3 +95,28 @@ def test_model_file_has_no_pickle_and_translates(data, tmp_path):
     # higher alpha quality -> lower beta DMOS
     y = model.translate(x, "alpha", "beta")
     assert y[0] > y[1] > y[2]
+
+
+def test_score_cli_and_api_skip_corrupt_image(data, tmp_path, capsys):
+    import mixiqa
+    from mixiqa.cli import main
+
+    root, _ = data
+    run_experiment(config(data, "monotonic"), tmp_path / "run", log=lambda *a: None)
+    folder = tmp_path / "imgs"
+    folder.mkdir()
+    for i in range(3):
+        (folder / f"{i}.png").write_bytes((root / "alpha" / f"{i}.png").read_bytes())
+    (folder / "broken.jpg").write_bytes(b"\xff\xd8 not a jpeg")
+    model_dir = str(tmp_path / "run" / "split_00")
+    assert main(["score", str(folder), "--model", model_dir, "--workers", "0"]) == 0
+    out, err = capsys.readouterr()
+    lines = out.strip().splitlines()
+    assert lines[0] == "path,score" and len(lines) == 4       # three scores, one skipped
+    assert "broken.jpg" in err and "1 of 4" in err
+    model = mixiqa.load_model(model_dir)
+    api = model.score([folder / f"{i}.png" for i in range(3)])
+    cli = [float(line.split(",")[1]) for line in lines[1:]]
+    assert api == pytest.approx(cli, rel=1e-5)
+    on_scale = model.score(folder / "0.png", scale="alpha")
+    assert len(on_scale) == 1 and on_scale[0] is not None

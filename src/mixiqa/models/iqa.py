@@ -136,6 +136,21 @@ class IQAModel(nn.Module):
                               "affine, logistic, sind) to translate scores.")
         return m.inverse(self.scales[dataset].to_target(score))
 
+    def score(self, images, scale: str | None = None, batch_size: int = 16,
+              workers: int = 0) -> list[float | None]:
+        """Quality of image files (paths), higher is better; None for undecodable files.
+
+        Args:
+            images: A path or a list of paths.
+            scale: None for the model's quality q; a training dataset's name for its scale.
+        """
+        from mixiqa.score import iter_scores
+
+        paths = [str(images)] if isinstance(images, (str, os.PathLike)) else [str(p) for p in images]
+        device = next(self.parameters()).device.type
+        return [r.score for r in iter_scores(self, paths, batch_size, workers, scale, device,
+                                             show_progress=False)]
+
     @torch.no_grad()
     def translate(self, scores: torch.Tensor, src: str, dst: str) -> torch.Tensor:
         """Score on dataset ``src``'s scale -> the same quality on ``dst``'s scale.
