@@ -120,3 +120,29 @@ def test_score_cli_and_api_skip_corrupt_image(data, tmp_path, capsys):
     assert api == pytest.approx(cli, rel=1e-5)
     on_scale = model.score(folder / "0.png", scale="alpha")
     assert len(on_scale) == 1 and on_scale[0] is not None
+
+
+def test_fine_tuning_path_trains_backbone_and_reloads(data, tmp_path):
+    cfg = config(data, "monotonic", epochs=2, train_short=72, train_crop=64, test_short=64,
+                 backbone_lr_mult=0.5)
+    cfg.model.freeze = False
+    before = {k: v.clone() for k, v in
+              __import__("mixiqa.models.backbones", fromlist=["x"]).create_backbone(
+                  "efficientnet_lite0").state_dict().items()}
+    summary = run_experiment(cfg, tmp_path / "ft", log=lambda *a: None)
+    assert all(np.isfinite(m["srcc"]) for m in summary["per_dataset"].values())
+    model = load_model(tmp_path / "ft" / "split_00")
+    after = {k: v for k, v in model.backbone.state_dict().items()}
+    changed = [k for k in before if k in after and not torch.equal(before[k], after[k])]
+    assert changed, "fine-tuning must update the backbone weights"
+    meta = json.loads((tmp_path / "ft" / "split_00" / "model" / "model.json").read_text())
+    assert meta["backbone_in_file"] is True and meta["features"] is None
+
+
+def test_sind_scene_domains_need_scene_labels(data, tmp_path):
+    from mixiqa.errors import ConfigError
+
+    cfg = config(data, "sind")
+    cfg.method.domain = "scene"
+    with pytest.raises(ConfigError, match="no scene label"):
+        run_experiment(cfg, tmp_path / "s", log=lambda *a: None)

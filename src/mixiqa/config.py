@@ -59,6 +59,7 @@ class MethodConfig:
     """The alignment method (see ``mixiqa.methods``) and its knobs."""
 
     name: str = "monotonic"
+    domain: str = "dataset"           # SIND alignment / domain sampling: dataset | scene
     mapper_kwargs: dict = field(default_factory=dict)
     loss_weights: dict = field(default_factory=dict)   # override the method's defaults
 

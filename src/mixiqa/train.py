@@ -59,8 +59,15 @@ def oriented(rows: Manifest) -> np.ndarray:
 # ---- the loss ---------------------------------------------------------------------------
 
 def batch_loss(model: IQAModel, method: Method, weights: dict, q: torch.Tensor,
-               y: torch.Tensor, sd: torch.Tensor, dom: torch.Tensor) -> torch.Tensor:
-    """Sum over the datasets in the batch of the method's losses on g_k(q) vs targets."""
+               y: torch.Tensor, sd: torch.Tensor, dom: torch.Tensor,
+               align: torch.Tensor | None = None) -> torch.Tensor:
+    """Mean over the datasets in the batch of the method's losses on g_k(q) vs targets.
+
+    Args:
+        q, y, sd: Proxy scores, targets and target stds, each (B,).
+        dom: Dataset index of each sample (selects its mapper), (B,).
+        align: Alignment domain of each sample for SIND (dataset or scene), (B,).
+    """
     from mixiqa import losses as L
 
     names = model.datasets
@@ -85,7 +92,7 @@ def batch_loss(model: IQAModel, method: Method, weights: dict, q: torch.Tensor,
         total, parts = total + lk, parts + 1
     total = total / max(parts, 1)
     if "sind" in weights:
-        total = total + weights["sind"] * L.sind_loss(q, y, dom)
+        total = total + weights["sind"] * L.sind_loss(q, y, dom if align is None else align)
     if "range_prior" in weights:
         ranges = {n: (0.0, 10.0) if model.scales[n].kind == "rescaled"
                   else (model.scales[n].score_min, model.scales[n].score_max) for n in names}
@@ -212,11 +219,58 @@ def cosine_factor(epoch: int, t) -> float:
     return 0.5 * (1 + math.cos(math.pi * p))
 
 
-def make_sampler(method: Method, dom: np.ndarray, cfg: ExperimentConfig, k_domains: int):
+def make_sampler(method: Method, dom: np.ndarray, align: np.ndarray, cfg: ExperimentConfig):
+    """SIND: k=2 alignment domains x n images per batch; otherwise per-dataset quotas."""
     t = cfg.train
-    if method.sampler == "domain" and k_domains >= 2:
-        return DomainBatchSampler(dom, k=2, n=max(2, t.batch_size // 2), seed=t.seed)
+    if method.sampler == "domain" and len(np.unique(align)) >= 2:
+        return DomainBatchSampler(align, k=2, n=max(2, t.batch_size // 2), seed=t.seed)
     return MixedBatchSampler(dom, t.batch_size, quotas=t.quotas, seed=t.seed)
+
+
+def alignment_domains(rows: Manifest, by: str) -> np.ndarray:
+    """Domain index of each training row for SIND alignment and domain sampling."""
+    if by == "dataset":
+        keys = [r.dataset for r in rows]
+    elif by == "scene":
+        missing = [r.name for r in rows if r.scene is None]
+        if missing:
+            raise ConfigError(f"method.domain=scene but {len(missing)} training images have no "
+                              f"scene label (e.g. '{missing[0]}'); use domain=dataset.")
+        keys = [f"{r.dataset}/{r.scene}" for r in rows]
+    else:
+        raise ConfigError(f"method.domain must be 'dataset' or 'scene', not '{by}'.")
+    names = list(dict.fromkeys(keys))
+    return np.array([names.index(k) for k in keys])
+
+
+def amp_setup(cfg: ExperimentConfig, device: str):
+    """Mixed precision only on a GPU: bf16 where supported (no scaler), else fp16 + scaler."""
+    if device != "cuda" or not cfg.train.amp:
+        return None, torch.amp.GradScaler("cuda", enabled=False)
+    dtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+    return dtype, torch.amp.GradScaler("cuda", enabled=dtype == torch.float16)
+
+
+def train_epoch(model, forward, method, weights, inputs, sampler, targets, opt, scaler,
+                amp_dtype, device) -> float:
+    """One pass over the sampler's batches; returns the mean loss."""
+    y, sd, dom, align = targets
+    model.train()
+    losses = []
+    for x, b in inputs.train_batches(sampler):
+        x = x.to(device, non_blocking=True)
+        with torch.autocast(device_type=device, dtype=amp_dtype or torch.float32,
+                            enabled=amp_dtype is not None):
+            q = forward(x)                                               # (B,)
+        loss = batch_loss(model, method, weights, q.float(), y[b].to(device), sd[b].to(device),
+                          torch.as_tensor(dom[b], device=device),
+                          torch.as_tensor(align[b], device=device))
+        opt.zero_grad(set_to_none=True)
+        scaler.scale(loss).backward()
+        scaler.step(opt)
+        scaler.update()
+        losses.append(float(loss.detach()))                              # sync point
+    return float(np.mean(losses))
 
 
 def train_split(cfg: ExperimentConfig, model: IQAModel, inputs, rows: dict[str, Manifest],
@@ -226,8 +280,13 @@ def train_split(cfg: ExperimentConfig, model: IQAModel, inputs, rows: dict[str, 
     weights = {**method.losses, **cfg.method.loss_weights}
     y, sd = targets_of(rows["train"], model.scales)
     dom = np.array([model.datasets.index(r.dataset) for r in rows["train"]])
-    sampler = make_sampler(method, dom, cfg, len(model.datasets))
+    align = alignment_domains(rows["train"], cfg.method.domain)
+    sampler = make_sampler(method, dom, align, cfg)
     opt, sched = make_optimizer(model, cfg, len(sampler))
+    amp_dtype, scaler = amp_setup(cfg, device)
+    forward = model.forward_features if inputs.frozen else model
+    if cfg.train.compile and device == "cuda":
+        forward = torch.compile(forward)  # wraps the call only: state_dict keys unchanged
     ckpt_path = out / "checkpoint.pt"
     start, best, best_state, history = 0, -math.inf, None, []
     if resume and ckpt_path.exists():
@@ -241,19 +300,10 @@ def train_split(cfg: ExperimentConfig, model: IQAModel, inputs, rows: dict[str, 
                    desc=f"training {cfg.method.name}")
     for epoch in bar:
         sampler.set_epoch(epoch)
-        model.train()
-        losses = []
-        for x, b in inputs.train_batches(sampler):
-            x = x.to(device)
-            q = model.forward_features(x) if inputs.frozen else model(x)    # (B,)
-            loss = batch_loss(model, method, weights, q, y[b].to(device), sd[b].to(device),
-                              torch.as_tensor(dom[b], device=device))
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            losses.append(float(loss.detach()))
+        loss = train_epoch(model, forward, method, weights, inputs, sampler, (y, sd, dom, align),
+                           opt, scaler, amp_dtype, device)
         sched.step()
-        entry = {"epoch": epoch + 1, "loss": float(np.mean(losses))}
+        entry = {"epoch": epoch + 1, "loss": loss}
         if has_val and ((epoch + 1) % cfg.train.eval_every == 0 or epoch + 1 == cfg.train.epochs):
             entry["val_srcc"] = val_score(model, inputs, rows["val"], device)
             if entry["val_srcc"] > best:
@@ -261,7 +311,7 @@ def train_split(cfg: ExperimentConfig, model: IQAModel, inputs, rows: dict[str, 
                 best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
         history.append(entry)
         if hasattr(bar, "set_postfix"):
-            bar.set_postfix(loss=f"{entry['loss']:.4f}", val_srcc=f"{entry.get('val_srcc', float('nan')):.3f}")
+            bar.set_postfix(loss=f"{loss:.4f}", val_srcc=f"{entry.get('val_srcc', math.nan):.3f}")
         save_checkpoint(ckpt_path, {"model": model.state_dict(), "optimizer": opt.state_dict(),
                                     "scheduler": sched.state_dict(), "rng": torch.get_rng_state(),
                                     "epoch": epoch + 1, "best": best, "best_state": best_state,
@@ -427,7 +477,7 @@ def run_experiment(cfg: ExperimentConfig, out: str | Path, resume: bool = False,
     one continues from its last epoch checkpoint.
     """
     from mixiqa.evaluate import median_over_splits
-    from mixiqa.features import extract_features
+    from mixiqa.features import ExtractStats, extract_features
     from mixiqa.models.backbones import create_backbone
 
     out = Path(out)
@@ -437,11 +487,15 @@ def run_experiment(cfg: ExperimentConfig, out: str | Path, resume: bool = False,
     manifest = load_data(cfg)
     splits = build_splits(cfg, manifest)
     backbone = create_backbone(cfg.model.backbone, weights=cfg.model.weights)
-    feats = None
+    feats, timings, t0 = None, {}, time.perf_counter()
     if cfg.model.freeze:
+        stats = ExtractStats()
         feats = torch.from_numpy(extract_features(
             [r.path for r in manifest], backbone.to(device), feature_spec(cfg),
-            cache_root=cfg.train.cache_dir, workers=cfg.train.workers))
+            cache_root=cfg.train.cache_dir, workers=cfg.train.workers, stats=stats))
+        timings["features"] = asdict(stats)
+        log(f"features: {stats.computed} computed, {stats.cached} from the cache "
+            f"({stats.seconds_total:.0f} s)")
     results = []
     for i, split in enumerate(splits):
         sdir = out / f"split_{i:02d}"
@@ -456,8 +510,9 @@ def run_experiment(cfg: ExperimentConfig, out: str | Path, resume: bool = False,
         tmp.write_text(json.dumps(res, indent=1))
         os.replace(tmp, done)
         results.append(res)
+    timings["total_seconds"] = time.perf_counter() - t0
     summary = summarize(results)
-    summary.update({"config": cfg.to_dict(), "mixiqa_version": __version__,
+    summary.update({"timings": timings, "config": cfg.to_dict(), "mixiqa_version": __version__,
                     "seeds": [r["seed"] for r in results], "device": device})
     (out / "results.json").write_text(json.dumps(summary, indent=1, default=str))
     return summary
