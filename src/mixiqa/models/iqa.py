@@ -229,9 +229,7 @@ def load_model(path: str | Path | None = None, with_backbone: bool = True,
 
     if path is None:
         path = default_model_path()
-    folder = Path(path)
-    if folder.is_dir() and not (folder / "model.json").exists() and (folder / "model").is_dir():
-        folder = folder / "model"   # a run folder holds its final model in model/
+    folder = resolve_model_folder(Path(path))
     meta = read_meta(folder)
     scales = {k: ScoreScale(**s) for k, s in meta.pop("scales").items()}
     model = build_model(meta, scales, with_backbone=with_backbone)
@@ -242,6 +240,21 @@ def load_model(path: str | Path | None = None, with_backbone: bool = True,
         raise DataError(f"'{folder}': weights do not match the model description (missing "
                         f"{missing[:5]}, unexpected {unexpected[:5]}). Was the file edited?")
     return model.to(device).eval()
+
+
+def resolve_model_folder(folder: Path) -> Path:
+    """A model folder, a split folder (``split_NN/model``) or a run with one split."""
+    if (folder / "model.json").exists() or not folder.is_dir():
+        return folder
+    if (folder / "model" / "model.json").exists():
+        return folder / "model"
+    splits = sorted(p for p in folder.glob("split_*") if (p / "model" / "model.json").exists())
+    if len(splits) == 1:
+        return splits[0] / "model"
+    if splits:
+        raise DataError(f"'{folder}' holds {len(splits)} trained splits; pass one of them, "
+                        f"e.g. {splits[0]}.")
+    return folder
 
 
 def default_model_path() -> Path:

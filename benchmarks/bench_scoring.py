@@ -1,0 +1,82 @@
+"""Scoring throughput: the streaming pipeline vs. forward-only vs. a naive loop, one run.
+
+    uv run python benchmarks/bench_scoring.py --model runs/quick --images ../shared/data/CLIVE
+
+Forward-only runs the model on batches decoded beforehand (the ceiling); the pipeline
+decodes in worker processes while the model runs; the naive loop opens, resizes and scores
+one image at a time. The figure is pipeline / forward-only (goal >= 0.9).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import resource
+import time
+from datetime import date
+
+import torch
+
+from mixiqa.models.iqa import load_model
+from mixiqa.score import expand_inputs, iter_scores, model_transform
+
+
+def forward_only(model, paths, batch_size: int) -> float:
+    tf = model_transform(model)
+    batches = [torch.stack([tf(p) for p in paths[i:i + batch_size]])
+               for i in range(0, len(paths), batch_size)]          # decoded beforehand
+    with torch.inference_mode():
+        model(batches[0][:2].contiguous(memory_format=torch.channels_last))     # warm-up
+        t = time.perf_counter()
+        for x in batches:
+            model(x.contiguous(memory_format=torch.channels_last))
+        return len(paths) / (time.perf_counter() - t)
+
+
+def pipeline(model, paths, batch_size: int, workers: int) -> float:
+    t = time.perf_counter()
+    n = sum(1 for r in iter_scores(model, paths, batch_size, workers, show_progress=False)
+            if r.score is not None)
+    assert n == len(paths)
+    return len(paths) / (time.perf_counter() - t)
+
+
+def naive(model, paths) -> float:
+    tf = model_transform(model)
+    t = time.perf_counter()
+    with torch.inference_mode():
+        for p in paths:
+            model(tf(p)[None])
+    return len(paths) / (time.perf_counter() - t)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--model", default=None, help="model folder (default: the shipped one)")
+    ap.add_argument("--images", required=True)
+    ap.add_argument("--limit", type=int, default=320)
+    ap.add_argument("--batch-size", type=int, default=32)
+    ap.add_argument("--workers", type=int, default=1)
+    ap.add_argument("--out", help="append the result as a JSON line to this file")
+    args = ap.parse_args()
+    paths = expand_inputs([args.images])[: args.limit]
+    model = load_model(args.model).eval()
+    model.backbone.to(memory_format=torch.channels_last)
+    fwd = forward_only(model, paths, args.batch_size)
+    pipe = pipeline(model, paths, args.batch_size, args.workers)
+    slow = naive(model, paths[: max(32, args.limit // 4)])
+    res = {"date": str(date.today()), "machine": f"{platform.machine()}, {torch.get_num_threads()} threads",
+           "torch": torch.__version__, "images": len(paths), "batch_size": args.batch_size,
+           "workers": args.workers, "forward_only_img_s": round(fwd, 2),
+           "pipeline_img_s": round(pipe, 2), "naive_img_s": round(slow, 2),
+           "pipeline_over_forward": round(pipe / fwd, 3),
+           "peak_rss_mib": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)}
+    print(json.dumps(res, indent=1))
+    if args.out:
+        with open(args.out, "a") as f:
+            f.write(json.dumps(res) + "\n")
+
+
+if __name__ == "__main__":
+    main()
