@@ -146,3 +146,17 @@ def test_sind_scene_domains_need_scene_labels(data, tmp_path):
     cfg.method.domain = "scene"
     with pytest.raises(ConfigError, match="no scene label"):
         run_experiment(cfg, tmp_path / "s", log=lambda *a: None)
+
+
+def test_loading_a_model_file_never_unpickles(data, tmp_path, monkeypatch):
+    import pickle
+
+    run_experiment(config(data, "monotonic"), tmp_path / "run", log=lambda *a: None)
+
+    def boom(*a, **k):
+        raise AssertionError("unpickling while loading a model file")
+
+    for mod, name in [(pickle, "load"), (pickle, "loads"), (pickle, "Unpickler"), (torch, "load")]:
+        monkeypatch.setattr(mod, name, boom)
+    model = load_model(tmp_path / "run", with_backbone=False)   # a run with one split
+    assert set(model.datasets) == {"alpha", "beta"}
