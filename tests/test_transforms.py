@@ -41,3 +41,15 @@ def test_corrupt_and_too_small(tmp_path, photo):
         train_transform((0,) * 3, (1,) * 3)(str(bad))
     # an image smaller than the crop is upscaled to fit it, aspect kept
     assert Transform(None, 400, "center")(photo).shape == (3, 400, 400)
+
+
+def test_native_crop_decodes_at_full_resolution(tmp_path):
+    # a large JPEG cropped without resizing must keep native pixels (no draft decoding)
+    rng = np.random.default_rng(1)
+    arr = rng.integers(0, 255, (800, 1000, 3), dtype=np.uint8)
+    p = tmp_path / "big.jpg"
+    Image.fromarray(arr).save(p, quality=95)
+    t = Transform(None, 100, "center", 1, (0.0,) * 3, (1.0,) * 3)
+    assert t.load(str(p)).size == (1000, 800)
+    resized = Transform(200, 100, "center", 1, (0.0,) * 3, (1.0,) * 3)
+    assert min(resized.load(str(p)).size) == 200

@@ -27,7 +27,7 @@ from torch.utils.data import DataLoader, Dataset
 from mixiqa.data.transforms import Transform
 from mixiqa.progress import progress
 
-CACHE_VERSION = 1
+CACHE_VERSION = 2  # 2: no reduced-size JPEG decoding unless the spec resizes
 
 
 def default_cache_dir() -> Path:

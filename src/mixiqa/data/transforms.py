@@ -86,7 +86,9 @@ class Transform:
                 f"mean{','.join(f'{m:g}' for m in self.mean)}-std{','.join(f'{s:g}' for s in self.std)}")
 
     def load(self, path: str) -> Image.Image:
-        im = open_rgb(path, min_side=max(self.short or 0, self.crop or 0) or None)
+        # draft decoding only when resizing anyway: a crop at native resolution must see
+        # native pixels, whatever the file format
+        im = open_rgb(path, min_side=self.short)
         im = resize_short(im, self.short) if self.short else im
         return ensure_min_side(im, self.crop)
 
