@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 
 import numpy as np
 import pytest
@@ -13,7 +11,7 @@ from PIL import Image, ImageFilter
 
 from mixiqa.config import config_from_dict
 from mixiqa.models.iqa import load_model
-from mixiqa.train import run_experiment
+from mixiqa.experiment import run_experiment
 
 
 def make_set(root, name: str, n: int, transform, seed: int) -> dict:

@@ -253,7 +253,7 @@ def add_train_commands(sub) -> None:
 
 def cmd_train(args) -> int:
     from mixiqa.config import load_config
-    from mixiqa.train import run_experiment
+    from mixiqa.experiment import run_experiment
 
     cfg = load_config(args.config, args.set)
     summary = run_experiment(cfg, args.out, resume=args.resume)
@@ -300,7 +300,7 @@ def cmd_eval(args) -> int:
 
 
 def _device(args) -> str:
-    from mixiqa.train import resolve_device
+    from mixiqa.experiment import resolve_device
 
     return resolve_device(getattr(args, "device", "auto"))
 

@@ -21,7 +21,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from safetensors import SafetensorError
-from safetensors.numpy import load_file, save_file
+from safetensors.numpy import save_file
 from torch.utils.data import DataLoader, Dataset
 
 from mixiqa.data.transforms import Transform

@@ -6,24 +6,19 @@ on cached features (seconds on a CPU); otherwise images flow through the backbon
 
 from __future__ import annotations
 
-import json
 import math
 import os
-import time
-from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
 import torch
-from torch import nn
 
-from mixiqa import __version__
 from mixiqa.config import ExperimentConfig
 from mixiqa.data.manifest import Manifest
 from mixiqa.data.sampling import DomainBatchSampler, MixedBatchSampler
 from mixiqa.errors import ConfigError
 from mixiqa.methods import Method, get_method
-from mixiqa.models.iqa import IQAModel, ScoreScale, build_model, save_model
+from mixiqa.models.iqa import IQAModel, ScoreScale
 from mixiqa.progress import progress
 
 
@@ -320,210 +315,3 @@ def train_split(cfg: ExperimentConfig, model: IQAModel, inputs, rows: dict[str, 
         model.load_state_dict(best_state)
     return {"history": history, "best_val_srcc": best if has_val else None,
             "selected": "best validation SRCC" if has_val else "last epoch (no validation split)"}
-
-
-# ---- experiments: data, splits, one training per split, aggregate ------------------------
-
-def resolve_device(name: str) -> str:
-    if name == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    if name.startswith("cuda") and not torch.cuda.is_available():
-        raise ConfigError("device 'cuda' asked for but no GPU is visible; use device=cpu.")
-    return name
-
-
-def load_data(cfg: ExperimentConfig) -> Manifest:
-    from mixiqa.data.datasets import load_manifest
-
-    manifest = Manifest()
-    for d in cfg.datasets:
-        manifest += load_manifest(d.name, d.root, allow_missing=d.allow_missing,
-                                  show_progress=False, **d.options)
-    return manifest
-
-
-def build_splits(cfg: ExperimentConfig, manifest: Manifest) -> list:
-    """The protocol's splits, one or more per seed (leave-one-out gives several)."""
-    from mixiqa.data.splits import Split, make_splits
-
-    s = cfg.split
-    if s.file:
-        return [Split.load(s.file)]
-    out = []
-    for seed in s.seeds:
-        if s.protocol in ("random", "content"):
-            out += make_splits(manifest, s.protocol, ratios=tuple(s.ratios), seed=seed)
-        elif s.protocol == "official":
-            out += make_splits(manifest, "official", val_ratio=s.ratios[1], seed=seed,
-                               unlabelled_ratios=tuple(s.ratios))
-        elif s.protocol == "cross":
-            train_sets = [d.name for d in cfg.datasets if d.name not in s.test_datasets]
-            out += make_splits(manifest, "cross", train_datasets=train_sets,
-                               test_datasets=list(s.test_datasets), val_ratio=s.ratios[1],
-                               seed=seed)
-        else:
-            out += make_splits(manifest, s.protocol, val_ratio=s.ratios[1], seed=seed)
-    return out
-
-
-def model_meta(cfg: ExperimentConfig, method: Method, train_names: list[str],
-               in_features: int, weights_id: str, frozen: bool) -> dict:
-    from mixiqa.features import FeatureSpec
-
-    m = cfg.model
-    mapper_kw = dict(cfg.method.mapper_kwargs)
-    return {
-        "mixiqa_version": __version__,
-        "method": method.name,
-        "backbone": {"name": m.backbone, "weights": m.weights, "weights_id": weights_id,
-                     "frozen": frozen},
-        "features": asdict(feature_spec(cfg)) if frozen else None,
-        "head": {"name": m.head, "in_features": in_features, "kwargs": dict(m.head_kwargs)},
-        "mappers": {n: {"name": method.mapper, "config": mapper_kw} for n in train_names},
-        "eval": {"short": cfg.train.test_short},
-    }
-
-
-def feature_spec(cfg: ExperimentConfig):
-    from mixiqa.features import FeatureSpec
-
-    m = cfg.model
-    return FeatureSpec(m.backbone, m.weights, m.feature_short, m.feature_crop,
-                       tuple(m.scales), m.pooling)
-
-
-def post_fit(model: IQAModel, method: Method, inputs, rows: Manifest, device) -> None:
-    """Fit each dataset's mapper on (q, target) of the training split where the loss
-    learned none (SIND statistics, a logistic for the rank loss, an affine for naive)."""
-    from mixiqa.models.mappers import create_mapper
-
-    if not method.post_fit:
-        return
-    q = torch.as_tensor(predict(model, inputs, "train", device))
-    y, _ = targets_of(rows, model.scales)
-    names = np.array([r.dataset for r in rows])
-    for n in model.datasets:
-        m = torch.as_tensor(names == n)
-        mapper = create_mapper(method.post_fit).fit(q[m], y[m])
-        model.mappers[n] = mapper.to(device)
-        conf = {k: v for k, v in mapper.config().items() if k != "name"}
-        model.meta["mappers"][n] = {"name": method.post_fit, "config": conf}
-
-
-def evaluate_split(model: IQAModel, inputs, rows: dict[str, Manifest], device,
-                   fit: str = "logistic4") -> dict:
-    """Test metrics per dataset, on q (what the model outputs at inference)."""
-    from mixiqa.evaluate import evaluate
-
-    q = predict(model, inputs, "test", device)
-    y = oriented(rows["test"])
-    names = np.array([r.dataset for r in rows["test"]])
-    out = {}
-    for n in dict.fromkeys(names):
-        m = names == n
-        out[n] = {**evaluate(q[m], y[m], fit=fit).as_dict(), "n": int(m.sum())}
-    return out
-
-
-def run_split(cfg: ExperimentConfig, split, manifest: Manifest, feats, backbone, out: Path,
-              resume: bool, device: str, log=print) -> dict:
-    """Everything for one split: targets, model, training, post-fit, test, model files."""
-    method = get_method(cfg.method.name)
-    rows = dict(zip(("train", "val", "test"), split.apply(manifest)))
-    torch.manual_seed(cfg.train.seed * 1000 + (split.seed or 0))
-    scales = fit_scales(rows["train"], method.targets)
-    frozen = feats is not None
-    if frozen:
-        pos = {k: i for i, k in enumerate(manifest.keys())}
-        part_feats = {p: feats[[pos[k] for k in r.keys()]] for p, r in rows.items()}
-        inputs = FeatureInputs(part_feats)
-        dim = feats.shape[1]
-    else:
-        from mixiqa.data.transforms import eval_transform, train_transform
-
-        t = cfg.train
-        inputs = ImageInputs(rows, train_transform(backbone.mean, backbone.std, t.train_short,
-                                                   t.train_crop),
-                             eval_transform(backbone.mean, backbone.std, t.test_short),
-                             t.workers, t.seed)
-        dim = backbone.num_features
-    meta = model_meta(cfg, method, list(scales), dim, backbone.weights_id, frozen)
-    if not frozen and cfg.model.head == "sind" and backbone.embed_dim:
-        meta["head"]["kwargs"].setdefault("embed_dim", backbone.embed_dim)
-    model = build_model(meta, scales, with_backbone=False)
-    if frozen:
-        model.feature_norm.fit(part_feats["train"])
-    else:
-        model.backbone = backbone
-    model.to(device)
-    log(f"split seed {split.seed}: train {len(rows['train'])}, val {len(rows['val'])}, "
-        f"test {len(rows['test'])}")
-    info = train_split(cfg, model, inputs, rows, out, resume=resume, device=device, log=log)
-    post_fit(model, method, inputs, rows["train"], device)
-    result = {"seed": split.seed, "protocol": split.protocol, "method": method.name,
-              "test": evaluate_split(model, inputs, rows, device),
-              "val_srcc": info["best_val_srcc"], "selected": info["selected"],
-              "history": info["history"]}
-    model.backbone = None if frozen else model.backbone
-    save_model(model, out / "model", include_backbone=not frozen)
-    return result
-
-
-def run_experiment(cfg: ExperimentConfig, out: str | Path, resume: bool = False,
-                   log=print) -> dict:
-    """Train and test on every split of the config's protocol; write results and models.
-
-    A finished split (its ``result.json`` exists) is skipped on ``resume``; an interrupted
-    one continues from its last epoch checkpoint.
-    """
-    from mixiqa.evaluate import median_over_splits
-    from mixiqa.features import ExtractStats, extract_features
-    from mixiqa.models.backbones import create_backbone
-
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
-    device = resolve_device(cfg.train.device)
-    cfg.save(out / "config.yaml")
-    manifest = load_data(cfg)
-    splits = build_splits(cfg, manifest)
-    backbone = create_backbone(cfg.model.backbone, weights=cfg.model.weights)
-    feats, timings, t0 = None, {}, time.perf_counter()
-    if cfg.model.freeze:
-        stats = ExtractStats()
-        feats = torch.from_numpy(extract_features(
-            [r.path for r in manifest], backbone.to(device), feature_spec(cfg),
-            cache_root=cfg.train.cache_dir, workers=cfg.train.workers, stats=stats))
-        timings["features"] = asdict(stats)
-        log(f"features: {stats.computed} computed, {stats.cached} from the cache "
-            f"({stats.seconds_total:.0f} s)")
-    results = []
-    for i, split in enumerate(splits):
-        sdir = out / f"split_{i:02d}"
-        sdir.mkdir(exist_ok=True)
-        done = sdir / "result.json"
-        if resume and done.exists():
-            results.append(json.loads(done.read_text()))
-            continue
-        split.save(sdir / "split.json")
-        res = run_split(cfg, split, manifest, feats, backbone, sdir, resume, device, log)
-        tmp = done.with_suffix(".tmp")
-        tmp.write_text(json.dumps(res, indent=1))
-        os.replace(tmp, done)
-        results.append(res)
-    timings["total_seconds"] = time.perf_counter() - t0
-    summary = summarize(results)
-    summary.update({"timings": timings, "config": cfg.to_dict(), "mixiqa_version": __version__,
-                    "seeds": [r["seed"] for r in results], "device": device})
-    (out / "results.json").write_text(json.dumps(summary, indent=1, default=str))
-    return summary
-
-
-def summarize(results: list[dict]) -> dict:
-    """Median over splits per dataset, and the test-image-weighted mean over datasets."""
-    from mixiqa.evaluate import median_over_splits, weighted_mean
-
-    names = list(dict.fromkeys(n for r in results for n in r["test"]))
-    per = {n: median_over_splits([r["test"][n] for r in results if n in r["test"]]) for n in names}
-    counts = {n: int(np.median([r["test"][n]["n"] for r in results if n in r["test"]])) for n in names}
-    return {"per_dataset": per, "weighted": weighted_mean(per, counts) if len(names) > 1 else None,
-            "n_splits": len(results), "splits": results}
