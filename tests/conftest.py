@@ -23,3 +23,14 @@ def shared_data() -> Path:
 @pytest.fixture(autouse=True)
 def _quiet_progress(monkeypatch):
     monkeypatch.setenv("MIXIQA_QUIET", "1")
+
+
+@pytest.fixture(scope="module")
+def one_thread():
+    """Tiny tensors: one thread avoids OpenMP spin-waits on a busy 2-core machine."""
+    import torch
+
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)

@@ -6,6 +6,8 @@ import math
 
 import pytest
 import torch
+
+pytestmark = pytest.mark.usefixtures("one_thread")
 from scipy.stats import norm, pearsonr
 
 from mixiqa.errors import ConfigError, DataError
@@ -16,15 +18,6 @@ from mixiqa.models.mappers import create_mapper
 
 PRED = torch.tensor([1.0, 2.0, 4.0])
 TARGET = torch.tensor([1.0, 3.0, 2.0])
-
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tiny tensors: one thread avoids OpenMP spin-waits on a busy 2-core machine."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
 
 
 def test_smooth_l1_by_hand():

@@ -8,6 +8,8 @@ import math
 import numpy as np
 import pytest
 import torch
+
+pytestmark = pytest.mark.usefixtures("one_thread")
 from safetensors.torch import load as st_load
 from safetensors.torch import save as st_save
 
@@ -28,15 +30,6 @@ CASES = [
     ("sind", {}),
 ]
 IDS = [f"{n}{'-ref' if kw.get('reference') else ''}" for n, kw in CASES]
-
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tiny tensors: one thread avoids OpenMP spin-waits on a busy 2-core machine."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
 
 
 def make(name: str, kw: dict, seed: int = 0, jitter: float = 0.3) -> torch.nn.Module:

@@ -439,11 +439,9 @@ def _load_by_order(model: nn.Module, sd: dict[str, torch.Tensor], source: str,
 
 
 def _file_sha256(path: str) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
+    from mixiqa.features import file_hash
+
+    return file_hash(path)
 
 
 def _fingerprint(model: nn.Module) -> str:
