@@ -6,8 +6,6 @@ import math
 
 import pytest
 import torch
-
-pytestmark = pytest.mark.usefixtures("one_thread")
 from scipy.stats import norm, pearsonr
 
 from mixiqa.errors import ConfigError, DataError
@@ -15,6 +13,8 @@ from mixiqa.losses import (LOSSES, create_loss, fidelity_loss, mimi_range_prior,
                            plcc_loss, predicted_probabilities, sind_loss, smooth_l1,
                            thurstone_probabilities)
 from mixiqa.models.mappers import create_mapper
+
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 PRED = torch.tensor([1.0, 2.0, 4.0])
 TARGET = torch.tensor([1.0, 3.0, 2.0])

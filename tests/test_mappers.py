@@ -8,14 +8,14 @@ import math
 import numpy as np
 import pytest
 import torch
-
-pytestmark = pytest.mark.usefixtures("one_thread")
 from safetensors.torch import load as st_load
 from safetensors.torch import save as st_save
 
 from mixiqa.errors import ConfigError, DataError
 from mixiqa.models.mappers import (MAPPERS, MonotonicBlock, clenshaw_curtis, create_mapper,
                                    location_scale)
+
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 SMALL_MIMI = {"hidden": (16, 16), "steps": 16}
 # (name, hyperparameters): every registered mapper, MIMI kept small for speed
