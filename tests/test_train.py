@@ -57,6 +57,7 @@ def test_every_method_trains_and_saves(data, tmp_path, method):
     cfg = config(data, method)
     summary = run_experiment(cfg, tmp_path / "run", log=lambda *a: None)
     assert set(summary["per_dataset"]) == {"alpha", "beta"}
+    assert all(m["n"] == 8 for m in summary["per_dataset"].values())  # 20% of 40
     for m in summary["per_dataset"].values():
         assert np.isfinite(m["srcc"]) and -1 <= m["srcc"] <= 1
     res = json.loads((tmp_path / "run" / "split_00" / "result.json").read_text())
