@@ -65,6 +65,17 @@ def test_every_method_trains_and_saves(data, tmp_path, method):
     assert len(res["history"]) == 4
     model = load_model(tmp_path / "run" / "split_00" / "model", with_backbone=False)
     assert set(model.datasets) == {"alpha", "beta"}
+    # per-image test predictions: q reproduces the logged SRCC; pred sits on each dataset's scale
+    import csv
+    from scipy.stats import spearmanr
+    rows = list(csv.DictReader(open(tmp_path / "run" / "split_00" / "predictions.csv")))
+    assert len(rows) == 16
+    for name in ("alpha", "beta"):
+        part = [r for r in rows if r["dataset"] == name]
+        q = [float(r["q"]) for r in part]
+        y = [float(r["score"]) * (1 if r["higher_better"] == "1" else -1) for r in part]
+        assert spearmanr(q, y)[0] == pytest.approx(res["test"][name]["srcc"], abs=1e-6)
+        assert all(r["pred"] != "" for r in part)
 
 
 def test_resume_after_interruption_matches_uninterrupted(data, tmp_path):

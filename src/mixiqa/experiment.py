@@ -112,19 +112,42 @@ def post_fit(model: IQAModel, method: Method, inputs, rows: Manifest, device) ->
         model.meta["mappers"][n] = {"name": method.post_fit, "config": conf}
 
 
-def evaluate_split(model: IQAModel, inputs, rows: dict[str, Manifest], device,
+def evaluate_split(model: IQAModel, q: np.ndarray, test: Manifest,
                    fit: str = "logistic4") -> dict:
     """Test metrics per dataset, on q (what the model outputs at inference)."""
     from mixiqa.evaluate import evaluate
 
-    q = predict(model, inputs, "test", device)
-    y = oriented(rows["test"])
-    names = np.array([r.dataset for r in rows["test"]])
+    y = oriented(test)
+    names = np.array([r.dataset for r in test])
     out = {}
     for n in dict.fromkeys(names):
         m = names == n
         out[n] = {**evaluate(q[m], y[m], fit=fit).as_dict(), "n": int(m.sum())}
     return out
+
+
+def write_predictions(path: Path, model: IQAModel, q: np.ndarray, test: Manifest) -> None:
+    """Per test image: its raw score, the proxy q and, where the model has that dataset's
+    mapper, the prediction on the dataset's own scale (what reports and synth read)."""
+    import csv
+
+    pred = np.full(len(q), np.nan)
+    names = np.array([r.dataset for r in test])
+    with torch.no_grad():
+        for n in model.datasets:
+            m = names == n
+            if m.any():
+                dev = next(model.mappers[n].parameters(), torch.zeros(0)).device
+                qt = torch.as_tensor(q[m], dtype=torch.float32, device=dev)
+                pred[m] = model.to_dataset_scale(qt, n).cpu().numpy()
+    tmp = path.with_suffix(".tmp")
+    with open(tmp, "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["name", "dataset", "score", "higher_better", "q", "pred", "path"])
+        for r, qi, pi in zip(test, q, pred):
+            w.writerow([r.name, r.dataset, r.score, int(r.higher_better), f"{qi:.6g}",
+                        "" if np.isnan(pi) else f"{pi:.6g}", r.path])
+    os.replace(tmp, path)
 
 
 def run_split(cfg: ExperimentConfig, split, manifest: Manifest, feats, backbone, out: Path,
@@ -162,8 +185,10 @@ def run_split(cfg: ExperimentConfig, split, manifest: Manifest, feats, backbone,
         f"test {len(rows['test'])}")
     info = train_split(cfg, model, inputs, rows, out, resume=resume, device=device, log=log)
     post_fit(model, method, inputs, rows["train"], device)
+    q_test = predict(model, inputs, "test", device)
+    write_predictions(out / "predictions.csv", model, q_test, rows["test"])
     result = {"seed": split.seed, "protocol": split.protocol, "method": method.name,
-              "test": evaluate_split(model, inputs, rows, device),
+              "test": evaluate_split(model, q_test, rows["test"]),
               "val_srcc": info["best_val_srcc"], "selected": info["selected"],
               "history": info["history"]}
     model.backbone = None if frozen else model.backbone
