@@ -126,11 +126,9 @@ def evaluate_split(model: IQAModel, q: np.ndarray, test: Manifest,
     return out
 
 
-def write_predictions(path: Path, model: IQAModel, q: np.ndarray, test: Manifest) -> None:
-    """Per test image: its raw score, the proxy q and, where the model has that dataset's
-    mapper, the prediction on the dataset's own scale (what reports and synth read)."""
-    import csv
-
+def dataset_scale_predictions(model: IQAModel, q: np.ndarray, test: Manifest) -> np.ndarray:
+    """q -> each image's own dataset scale through its mapper; NaN where the model has no
+    mapper for that dataset (e.g. the test set of a cross-dataset split)."""
     pred = np.full(len(q), np.nan)
     names = np.array([r.dataset for r in test])
     with torch.no_grad():
@@ -140,6 +138,16 @@ def write_predictions(path: Path, model: IQAModel, q: np.ndarray, test: Manifest
                 dev = next(model.mappers[n].parameters(), torch.zeros(0)).device
                 qt = torch.as_tensor(q[m], dtype=torch.float32, device=dev)
                 pred[m] = model.to_dataset_scale(qt, n).cpu().numpy()
+    return pred
+
+
+def write_predictions(path: Path, test: Manifest, q: np.ndarray,
+                      pred: np.ndarray | None = None) -> None:
+    """One CSV row per test image: raw score, proxy q and the dataset-scale prediction
+    (empty where there is none). Reports and the synthetic benchmark read this file."""
+    import csv
+
+    pred = np.full(len(q), np.nan) if pred is None else pred
     tmp = path.with_suffix(".tmp")
     with open(tmp, "w", newline="") as f:
         w = csv.writer(f)
@@ -186,7 +194,8 @@ def run_split(cfg: ExperimentConfig, split, manifest: Manifest, feats, backbone,
     info = train_split(cfg, model, inputs, rows, out, resume=resume, device=device, log=log)
     post_fit(model, method, inputs, rows["train"], device)
     q_test = predict(model, inputs, "test", device)
-    write_predictions(out / "predictions.csv", model, q_test, rows["test"])
+    write_predictions(out / "predictions.csv", rows["test"], q_test,
+                      dataset_scale_predictions(model, q_test, rows["test"]))
     result = {"seed": split.seed, "protocol": split.protocol, "method": method.name,
               "test": evaluate_split(model, q_test, rows["test"]),
               "val_srcc": info["best_val_srcc"], "selected": info["selected"],
