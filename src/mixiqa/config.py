@@ -87,6 +87,8 @@ class TrainConfig:
     train_crop: int = 384
     test_short: int = 768
     eval_every: int = 1
+    checkpoint_seconds: float = 30.0  # checkpoint at most this often (and after the last epoch)
+    threads: int | None = None        # torch CPU threads while training (None: torch's default)
     cache_dir: str | None = None
 
 

@@ -23,7 +23,7 @@ from mixiqa.errors import ConfigError
 from mixiqa.methods import Method, get_method
 from mixiqa.models.iqa import IQAModel, build_model, save_model
 from mixiqa.train import (FeatureInputs, ImageInputs, fit_scales, oriented, predict,
-                          targets_of, train_split)
+                          targets_of, torch_threads, train_split)
 
 
 
@@ -191,7 +191,8 @@ def run_split(cfg: ExperimentConfig, split, manifest: Manifest, feats, backbone,
     model.to(device)
     log(f"split seed {split.seed}: train {len(rows['train'])}, val {len(rows['val'])}, "
         f"test {len(rows['test'])}")
-    info = train_split(cfg, model, inputs, rows, out, resume=resume, device=device, log=log)
+    with torch_threads(cfg.train.threads):
+        info = train_split(cfg, model, inputs, rows, out, resume=resume, device=device, log=log)
     post_fit(model, method, inputs, rows["train"], device)
     q_test = predict(model, inputs, "test", device)
     write_predictions(out / "predictions.csv", rows["test"], q_test,

@@ -6,8 +6,10 @@ on cached features (seconds on a CPU); otherwise images flow through the backbon
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
+import time
 from pathlib import Path
 
 import numpy as np
@@ -174,6 +176,21 @@ def val_score(model, inputs, rows: Manifest, device) -> float:
     return float(np.mean(vals)) if vals else float("nan")
 
 
+@contextlib.contextmanager
+def torch_threads(n: int | None):
+    """Run a block with ``n`` torch CPU threads (None: leave the setting alone). Heads on
+    cached features are small matrices, where a second thread mostly adds spin-waiting."""
+    if not n:
+        yield
+        return
+    old = torch.get_num_threads()
+    torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(old)
+
+
 # ---- checkpoints ------------------------------------------------------------------------
 
 def save_checkpoint(path: Path, state: dict) -> None:
@@ -291,6 +308,7 @@ def train_split(cfg: ExperimentConfig, model: IQAModel, inputs, rows: dict[str, 
         start, best, best_state, history = ck["epoch"], ck["best"], ck["best_state"], ck["history"]
         log(f"resumed from {ckpt_path} at epoch {start}")
     has_val = len(rows["val"]) > 0
+    last_save = time.monotonic()
     bar = progress(range(start, cfg.train.epochs), total=cfg.train.epochs, initial=start,
                    desc=f"training {cfg.method.name}")
     for epoch in bar:
@@ -307,10 +325,13 @@ def train_split(cfg: ExperimentConfig, model: IQAModel, inputs, rows: dict[str, 
         history.append(entry)
         if hasattr(bar, "set_postfix"):
             bar.set_postfix(loss=f"{loss:.4f}", val_srcc=f"{entry.get('val_srcc', math.nan):.3f}")
-        save_checkpoint(ckpt_path, {"model": model.state_dict(), "optimizer": opt.state_dict(),
-                                    "scheduler": sched.state_dict(), "rng": torch.get_rng_state(),
-                                    "epoch": epoch + 1, "best": best, "best_state": best_state,
-                                    "history": history})
+        if time.monotonic() - last_save >= cfg.train.checkpoint_seconds or \
+                epoch + 1 == cfg.train.epochs:
+            save_checkpoint(ckpt_path, {
+                "model": model.state_dict(), "optimizer": opt.state_dict(),
+                "scheduler": sched.state_dict(), "rng": torch.get_rng_state(),
+                "epoch": epoch + 1, "best": best, "best_state": best_state, "history": history})
+            last_save = time.monotonic()
     if best_state is not None:  # validation picks the weights; the test split never does
         model.load_state_dict(best_state)
     return {"history": history, "best_val_srcc": best if has_val else None,
