@@ -7,12 +7,13 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import warnings
 from pathlib import Path
 
 from mixiqa import __version__
-from mixiqa.errors import MixiqaError
+from mixiqa.errors import ConfigError, MixiqaError
 
 EPILOG = """examples:
   mixiqa train configs/quickstart.yaml --out runs/quick    train (CLIVE + BIQ2021, CPU, minutes)
@@ -239,7 +240,20 @@ def add_train_commands(sub) -> None:
     s.add_argument("--batch-size", type=int, default=16)
     s.add_argument("--workers", type=int, default=2, help="decoding processes")
     s.add_argument("--device", default="auto")
+    s.add_argument("--shard", metavar="K/N",
+                   help="score only shard K of N (an independent job per shard; join the "
+                        "part files with `mixiqa merge-scores`). Under torchrun, ranks shard "
+                        "and merge automatically.")
     s.set_defaults(func=cmd_score)
+
+    m = sub.add_parser("merge-scores", help="join the part files of `score --shard K/N` runs",
+                       description="Checks that every input image is in exactly one part.")
+    m.add_argument("parts", nargs="+", help="the part files, in any order")
+    m.add_argument("--inputs", nargs="+", required=True,
+                   help="the same image files/folders/globs the shards were given")
+    m.add_argument("--format", choices=["csv", "json"], default="csv")
+    m.add_argument("--output", "-o", help="write to this file instead of standard output")
+    m.set_defaults(func=cmd_merge_scores)
 
     t = sub.add_parser("translate", help="translate scores between datasets' scales",
                        description="MOS_to = g_to(g_from^-1(MOS_from)) through the model's "
@@ -257,6 +271,10 @@ def cmd_train(args) -> int:
 
     cfg = load_config(args.config, args.set)
     summary = run_experiment(cfg, args.out, resume=args.resume)
+    from mixiqa import distributed
+
+    if not distributed.is_main():  # under torchrun, rank 0 reports
+        return 0
     print(results_table(summary))
     print(f"\nrun folder: {args.out} (results.json, config.yaml, split_*/model)")
     return 0
@@ -306,29 +324,73 @@ def _device(args) -> str:
 
 
 def cmd_score(args) -> int:
-    import csv as _csv
-
+    """Score images; under torchrun (or with --shard K/N) each process takes a stride of the
+    sorted inputs and the parts are merged in input order (see mixiqa.score)."""
+    from mixiqa import distributed
     from mixiqa.models.iqa import load_model
-    from mixiqa.score import expand_inputs, iter_scores
+    from mixiqa.score import expand_inputs, iter_scores, merge_parts, parse_shard, write_part
 
     paths = expand_inputs(args.paths)
     model = load_model(args.model)
     if args.scale:
         model.mapper(args.scale)  # unknown dataset -> clear error before any work
-    out = open(args.output, "w", newline="") if args.output else sys.stdout
-    failed = 0
+    device = _device(args)        # under torchrun this joins the process group
+    k, n = parse_shard(args.shard) if args.shard else (distributed.rank(), distributed.world_size())
+    if n > 1 and not args.output:
+        raise ConfigError("Sharded scoring needs --output: each shard writes a part file.")
+    results = iter_scores(model, distributed.shard(paths, k, n), args.batch_size, args.workers,
+                          args.scale, device, show_progress=k == 0)
+    if n == 1:
+        return write_scores(list_failures(results), paths, args.output, args.format)
+    if args.shard:  # an independent job: its part file is the output; `--merge` joins them
+        ok, failed = write_part(results, args.output)
+        print(f"mixiqa: shard {k}/{n}: {ok} scored, {failed} failed -> {args.output}",
+              file=sys.stderr)
+        return 0
+    part = f"{args.output}.part{k:03d}-of-{n:03d}.csv"
+    write_part(results, part)
+    distributed.barrier()
+    if not distributed.is_main():
+        return 0
+    parts = [f"{args.output}.part{r:03d}-of-{n:03d}.csv" for r in range(n)]
+    code = write_scores(list_failures(merge_parts(parts, paths)), paths, args.output, args.format)
+    for p in parts:
+        os.remove(p)
+    return code
+
+
+def cmd_merge_scores(args) -> int:
+    """Join the part files of `mixiqa score --shard K/N` runs, checking the coverage."""
+    from mixiqa.score import expand_inputs, merge_parts
+
+    results = merge_parts(args.parts, expand_inputs(args.inputs))
+    return write_scores(list_failures(results), None, args.output, args.format)
+
+
+def list_failures(results):
+    """Pass results through, reporting each image that could not be scored."""
+    for r in results:
+        if r.score is None:
+            print(f"mixiqa: skipped {r.path}: {r.error}", file=sys.stderr)
+        yield r
+
+
+def write_scores(results, paths, output: str | None, fmt: str) -> int:
+    """Write (path, score) rows as CSV or JSON, streaming; exit 1 only if nothing scored."""
+    import csv as _csv
+
+    out = open(output, "w", newline="") if output else sys.stdout
+    total = failed = 0
     try:
-        writer = _csv.writer(out) if args.format == "csv" else None
+        writer = _csv.writer(out) if fmt == "csv" else None
         if writer:
             writer.writerow(["path", "score"])
         records = []
-        for r in iter_scores(model, paths, args.batch_size, args.workers, args.scale,
-                             _device(args)):
+        for r in results:
+            total += 1
             if r.score is None:
                 failed += 1
-                print(f"mixiqa: skipped {r.path}: {r.error}", file=sys.stderr)
-                continue
-            if writer:
+            elif writer:
                 writer.writerow([r.path, f"{r.score:.6g}"])
             else:
                 records.append({"path": r.path, "score": r.score})
@@ -336,11 +398,11 @@ def cmd_score(args) -> int:
             json.dump(records, out, indent=1)
             out.write("\n")
     finally:
-        if args.output:
+        if output:
             out.close()
     if failed:
-        print(f"mixiqa: {failed} of {len(paths)} images could not be scored", file=sys.stderr)
-    return 0 if failed < len(paths) else 1
+        print(f"mixiqa: {failed} of {total} images could not be scored", file=sys.stderr)
+    return 0 if failed < total else 1
 
 
 def cmd_translate(args) -> int:

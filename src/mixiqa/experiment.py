@@ -16,7 +16,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from mixiqa import __version__
+from mixiqa import __version__, distributed
 from mixiqa.config import ExperimentConfig
 from mixiqa.data.manifest import Manifest
 from mixiqa.errors import ConfigError
@@ -28,6 +28,10 @@ from mixiqa.train import (FeatureInputs, ImageInputs, fit_scales, oriented, pred
 
 
 def resolve_device(name: str) -> str:
+    """``auto`` -> cuda where a GPU is visible; under torchrun, this rank's device (and the
+    process group is joined, see :mod:`mixiqa.distributed`)."""
+    if distributed.requested():
+        return distributed.init(name)
     if name == "auto":
         return "cuda" if torch.cuda.is_available() else "cpu"
     if name.startswith("cuda") and not torch.cuda.is_available():
@@ -195,12 +199,14 @@ def run_split(cfg: ExperimentConfig, split, manifest: Manifest, feats, backbone,
         info = train_split(cfg, model, inputs, rows, out, resume=resume, device=device, log=log)
     post_fit(model, method, inputs, rows["train"], device)
     q_test = predict(model, inputs, "test", device)
-    write_predictions(out / "predictions.csv", rows["test"], q_test,
-                      dataset_scale_predictions(model, q_test, rows["test"]))
     result = {"seed": split.seed, "protocol": split.protocol, "method": method.name,
               "test": evaluate_split(model, q_test, rows["test"]),
               "val_srcc": info["best_val_srcc"], "selected": info["selected"],
               "history": info["history"]}
+    if not distributed.is_main():   # every rank trained the same model; rank 0 writes it
+        return result
+    write_predictions(out / "predictions.csv", rows["test"], q_test,
+                      dataset_scale_predictions(model, q_test, rows["test"]))
     model.backbone = None if frozen else model.backbone
     save_model(model, out / "model", include_backbone=not frozen)
     return result
@@ -225,9 +231,14 @@ def prepare(cfg: ExperimentConfig, device: str, log=print) -> Prepared:
     backbone = create_backbone(cfg.model.backbone, weights=cfg.model.weights)
     feats, timings = None, {}
     if cfg.model.freeze:
+        paths = [r.path for r in manifest]
+        if distributed.active():  # each rank extracts its stride into the shared cache first
+            extract_features(distributed.shard(paths), backbone.to(device), feature_spec(cfg),
+                             cache_root=cfg.train.cache_dir, workers=cfg.train.workers)
+            distributed.barrier()
         stats = ExtractStats()
         feats = torch.from_numpy(extract_features(
-            [r.path for r in manifest], backbone.to(device), feature_spec(cfg),
+            paths, backbone.to(device), feature_spec(cfg),
             cache_root=cfg.train.cache_dir, workers=cfg.train.workers, stats=stats))
         timings["features"] = asdict(stats)
         log(f"features: {stats.computed} computed, {stats.cached} from the cache "
@@ -246,12 +257,15 @@ def run_splits(cfg: ExperimentConfig, prep: Prepared, splits: list, out: Path,
         if resume and done.exists():
             results.append(json.loads(done.read_text()))
             continue
-        split.save(sdir / "split.json")
+        if distributed.is_main():
+            split.save(sdir / "split.json")
         res = run_split(cfg, split, prep.manifest, prep.feats, prep.backbone, sdir, resume,
                         device, log)
-        tmp = done.with_suffix(".tmp")
-        tmp.write_text(json.dumps(res, indent=1))
-        os.replace(tmp, done)
+        if distributed.is_main():
+            tmp = done.with_suffix(".tmp")
+            tmp.write_text(json.dumps(res, indent=1))
+            os.replace(tmp, done)
+        distributed.barrier()   # no rank starts the next split before the result is on disk
         results.append(res)
     return results
 
@@ -266,7 +280,8 @@ def run_experiment(cfg: ExperimentConfig, out: str | Path, resume: bool = False,
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     device = resolve_device(cfg.train.device)
-    cfg.save(out / "config.yaml")
+    if distributed.is_main():
+        cfg.save(out / "config.yaml")
     t0 = time.perf_counter()
     prep = prepare(cfg, device, log)
     results = run_splits(cfg, prep, build_splits(cfg, prep.manifest), out, resume, device, log)
@@ -274,7 +289,9 @@ def run_experiment(cfg: ExperimentConfig, out: str | Path, resume: bool = False,
     summary = summarize(results)
     summary.update({"timings": timings, "config": cfg.to_dict(), "mixiqa_version": __version__,
                     "seeds": [r["seed"] for r in results], "device": device})
-    (out / "results.json").write_text(json.dumps(summary, indent=1, default=str))
+    summary["world_size"] = distributed.world_size()
+    if distributed.is_main():
+        (out / "results.json").write_text(json.dumps(summary, indent=1, default=str))
     return summary
 
 

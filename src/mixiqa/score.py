@@ -8,6 +8,7 @@ size scores in bounded memory. A file that cannot be decoded is reported and ski
 from __future__ import annotations
 
 import glob
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable, Iterator, Sequence
@@ -112,3 +113,62 @@ def _same_shape(items: list) -> Iterable[list]:
     for i, x in items:
         groups.setdefault(tuple(x.shape), []).append((i, x))
     return groups.values()
+
+
+# ---- shards: one part per rank (torchrun) or per job (--shard K/N), merged in input order --
+
+PART_HEADER = ["path", "score", "error"]
+
+
+def parse_shard(text: str) -> tuple[int, int]:
+    """``"K/N"`` -> (K, N) with 0 <= K < N."""
+    try:
+        k, n = (int(v) for v in text.split("/"))
+    except ValueError:
+        k, n = -1, 0
+    if not 0 <= k < n:
+        raise DataError(f"--shard '{text}' must be K/N with 0 <= K < N, e.g. 0/4.")
+    return k, n
+
+
+def write_part(results: Iterable[ScoreResult], path: str | Path) -> tuple[int, int]:
+    """Every result of one shard, failures included (so a merge can account for them);
+    written to a temporary name and renamed when complete. Returns (scored, failed)."""
+    import csv
+
+    path = Path(path)
+    tmp = path.with_name(path.name + ".tmp")
+    ok = failed = 0
+    with open(tmp, "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(PART_HEADER)
+        for r in results:
+            w.writerow([r.path, "" if r.score is None else f"{r.score:.6g}", r.error or ""])
+            ok, failed = (ok + 1, failed) if r.score is not None else (ok, failed + 1)
+    os.replace(tmp, path)
+    return ok, failed
+
+
+def merge_parts(parts: Sequence[str | Path], expected: Sequence[str]) -> list[ScoreResult]:
+    """Results of every shard in the order of ``expected``; every expected image must be in
+    exactly one part (a lost or duplicated image is an error naming it)."""
+    import csv
+
+    seen: dict[str, ScoreResult] = {}
+    for part in parts:
+        if not Path(part).is_file():
+            raise DataError(f"Shard file '{part}' is missing: did that shard finish?")
+        with open(part, newline="") as f:
+            rows = list(csv.reader(f))
+        if not rows or rows[0] != PART_HEADER:
+            raise DataError(f"'{part}' is not a mixiqa shard file (header {PART_HEADER}).")
+        for p, s, err in rows[1:]:
+            if p in seen:
+                raise DataError(f"'{p}' was scored by two shards (again in '{part}').")
+            seen[p] = ScoreResult(p, float(s) if s else None, err or None)
+    missing = [p for p in expected if p not in seen]
+    extra = [p for p in seen if p not in set(expected)]
+    if missing or extra:
+        raise DataError(f"Shards do not cover the inputs exactly: {len(missing)} missing "
+                        f"(e.g. {missing[:2]}), {len(extra)} unexpected (e.g. {extra[:2]}).")
+    return [seen[p] for p in expected]

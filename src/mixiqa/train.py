@@ -14,6 +14,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from torch import nn
 
 from mixiqa.config import ExperimentConfig
 from mixiqa.data.manifest import Manifest
@@ -257,37 +258,61 @@ def alignment_domains(rows: Manifest, by: str) -> np.ndarray:
 
 def amp_setup(cfg: ExperimentConfig, device: str):
     """Mixed precision only on a GPU: bf16 where supported (no scaler), else fp16 + scaler."""
-    if device != "cuda" or not cfg.train.amp:
+    if not device.startswith("cuda") or not cfg.train.amp:
         return None, torch.amp.GradScaler("cuda", enabled=False)
     dtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
     return dtype, torch.amp.GradScaler("cuda", enabled=dtype == torch.float16)
 
 
-def train_epoch(model, forward, method, weights, inputs, sampler, targets, opt, scaler,
-                amp_dtype, device) -> float:
-    """One pass over the sampler's batches; returns the mean loss."""
+class TrainStep(nn.Module):
+    """q = f(x) and the method's loss in one forward pass.
+
+    Training calls this module (wrapped in DistributedDataParallel under torchrun), so every
+    parameter the loss touches, mappers included, is one DDP reduces.
+    """
+
+    def __init__(self, model: IQAModel, method: Method, weights: dict, frozen: bool,
+                 amp_dtype=None, compile_fn: bool = False):
+        super().__init__()
+        self.model, self.method, self.weights, self.amp_dtype = model, method, weights, amp_dtype
+        self.f = model.forward_features if frozen else model.forward
+        if compile_fn:
+            self.f = torch.compile(self.f)  # wraps the call only: state_dict keys unchanged
+
+    def forward(self, x, y, sd, dom, align) -> torch.Tensor:
+        with torch.autocast(device_type=x.device.type, dtype=self.amp_dtype or torch.float32,
+                            enabled=self.amp_dtype is not None):
+            q = self.f(x)                                                    # (B,)
+        return batch_loss(self.model, self.method, self.weights, q.float(), y, sd, dom, align)
+
+
+def train_epoch(step: nn.Module, inputs, sampler, targets, opt, scaler, device) -> float:
+    """One pass over the sampler's batches; returns the mean loss (over ranks under DDP)."""
+    from mixiqa import distributed
+
     y, sd, dom, align = targets
-    model.train()
+    step.train()
     losses = []
     for x, b in inputs.train_batches(sampler):
-        x = x.to(device, non_blocking=True)
-        with torch.autocast(device_type=device, dtype=amp_dtype or torch.float32,
-                            enabled=amp_dtype is not None):
-            q = forward(x)                                               # (B,)
-        loss = batch_loss(model, method, weights, q.float(), y[b].to(device), sd[b].to(device),
-                          torch.as_tensor(dom[b], device=device),
-                          torch.as_tensor(align[b], device=device))
+        loss = step(x.to(device, non_blocking=True), y[b].to(device), sd[b].to(device),
+                    torch.as_tensor(dom[b], device=device), torch.as_tensor(align[b], device=device))
         opt.zero_grad(set_to_none=True)
         scaler.scale(loss).backward()
         scaler.step(opt)
         scaler.update()
         losses.append(float(loss.detach()))                              # sync point
-    return float(np.mean(losses))
+    mean = torch.tensor(float(np.mean(losses)) if losses else float("nan"), dtype=torch.float64)
+    if distributed.active():
+        torch.distributed.all_reduce(mean)
+        mean /= distributed.world_size()
+    return float(mean)
 
 
 def train_split(cfg: ExperimentConfig, model: IQAModel, inputs, rows: dict[str, Manifest],
                 out: Path, resume: bool = False, device: str = "cpu", log=print) -> dict:
     """Train one split; returns the history. Best-on-validation weights end up in ``model``."""
+    from mixiqa import distributed
+
     method = get_method(cfg.method.name)
     weights = {**method.losses, **cfg.method.loss_weights}
     y, sd = targets_of(rows["train"], model.scales)
@@ -296,9 +321,14 @@ def train_split(cfg: ExperimentConfig, model: IQAModel, inputs, rows: dict[str, 
     sampler = make_sampler(method, dom, align, cfg)
     opt, sched = make_optimizer(model, cfg, len(sampler))
     amp_dtype, scaler = amp_setup(cfg, device)
-    forward = model.forward_features if inputs.frozen else model
-    if cfg.train.compile and device == "cuda":
-        forward = torch.compile(forward)  # wraps the call only: state_dict keys unchanged
+    step = TrainStep(model, method, weights, inputs.frozen, amp_dtype,
+                     cfg.train.compile and device.startswith("cuda"))
+    if distributed.active():  # each rank: its share of every global batch; DDP averages grads
+        sampler = distributed.ShardedBatches(sampler, dom, distributed.rank(),
+                                             distributed.world_size())
+        step = nn.parallel.DistributedDataParallel(
+            step, device_ids=[torch.device(device).index] if device.startswith("cuda") else None,
+            find_unused_parameters=True)  # a mapper whose dataset a batch lacks gets no grad
     ckpt_path = out / "checkpoint.pt"
     start, best, best_state, history = 0, -math.inf, None, []
     if resume and ckpt_path.exists():
@@ -313,8 +343,7 @@ def train_split(cfg: ExperimentConfig, model: IQAModel, inputs, rows: dict[str, 
                    desc=f"training {cfg.method.name}")
     for epoch in bar:
         sampler.set_epoch(epoch)
-        loss = train_epoch(model, forward, method, weights, inputs, sampler, (y, sd, dom, align),
-                           opt, scaler, amp_dtype, device)
+        loss = train_epoch(step, inputs, sampler, (y, sd, dom, align), opt, scaler, device)
         sched.step()
         entry = {"epoch": epoch + 1, "loss": loss}
         if has_val and ((epoch + 1) % cfg.train.eval_every == 0 or epoch + 1 == cfg.train.epochs):
@@ -325,8 +354,8 @@ def train_split(cfg: ExperimentConfig, model: IQAModel, inputs, rows: dict[str, 
         history.append(entry)
         if hasattr(bar, "set_postfix"):
             bar.set_postfix(loss=f"{loss:.4f}", val_srcc=f"{entry.get('val_srcc', math.nan):.3f}")
-        if time.monotonic() - last_save >= cfg.train.checkpoint_seconds or \
-                epoch + 1 == cfg.train.epochs:
+        due = time.monotonic() - last_save >= cfg.train.checkpoint_seconds
+        if distributed.is_main() and (due or epoch + 1 == cfg.train.epochs):
             save_checkpoint(ckpt_path, {
                 "model": model.state_dict(), "optimizer": opt.state_dict(),
                 "scheduler": sched.state_dict(), "rng": torch.get_rng_state(),

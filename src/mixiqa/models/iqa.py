@@ -65,7 +65,10 @@ class FeatureNorm(nn.Module):
 
     def fit(self, x: torch.Tensor) -> "FeatureNorm":
         self.mean.copy_(x.mean(0))
-        self.std.copy_(x.std(0).clamp_min(1e-6))
+        # floor at 1% of the mean std: a feature that is (nearly) constant on the training
+        # images must not turn a small change at test time into a huge input
+        sd = x.std(0)
+        self.std.copy_(sd.clamp_min(max(0.01 * float(sd.mean()), 1e-6)))
         return self
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:  # (B, D) -> (B, D)
