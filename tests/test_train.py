@@ -139,8 +139,16 @@ def test_fine_tuning_path_trains_backbone_and_reloads(data, tmp_path):
     before = {k: v.clone() for k, v in
               __import__("mixiqa.models.backbones", fromlist=["x"]).create_backbone(
                   "efficientnet_lite0").state_dict().items()}
-    summary = run_experiment(cfg, tmp_path / "ft", log=lambda *a: None)
+    from mixiqa.experiment import build_splits, prepare, run_splits, summarize
+
+    prep = prepare(cfg, "cpu", log=lambda *a: None)
+    shared = {k: v.clone() for k, v in prep.backbone.state_dict().items()}
+    results = run_splits(cfg, prep, build_splits(cfg, prep.manifest), tmp_path / "ft", False,
+                         "cpu", log=lambda *a: None)
+    summary = summarize(results)
     assert all(np.isfinite(m["srcc"]) for m in summary["per_dataset"].values())
+    # the next split (or method) must start from the same weights: each split tunes a copy
+    assert all(torch.equal(v, prep.backbone.state_dict()[k]) for k, v in shared.items())
     model = load_model(tmp_path / "ft" / "split_00")
     after = {k: v for k, v in model.backbone.state_dict().items()}
     changed = [k for k in before if k in after and not torch.equal(before[k], after[k])]

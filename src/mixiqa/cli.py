@@ -37,6 +37,11 @@ def build_parser() -> argparse.ArgumentParser:
     add_datasets_commands(sub)
     add_splits_command(sub)
     add_train_commands(sub)
+    from mixiqa.bench import add_bench_command
+    from mixiqa.report import add_report_command
+
+    add_bench_command(sub)
+    add_report_command(sub)
     return parser
 
 

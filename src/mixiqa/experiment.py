@@ -6,6 +6,7 @@ let a benchmark share loaded data and cached features across many methods and sp
 
 from __future__ import annotations
 
+import copy
 import json
 import os
 import time
@@ -64,7 +65,8 @@ def build_splits(cfg: ExperimentConfig, manifest: Manifest) -> list:
             out += make_splits(manifest, "official", val_ratio=s.ratios[1], seed=seed,
                                unlabelled_ratios=tuple(s.ratios))
         elif s.protocol == "cross":
-            train_sets = [d.name for d in cfg.datasets if d.name not in s.test_datasets]
+            # the names the records carry (a generic csv dataset's is its `name` option)
+            train_sets = [n for n in manifest.datasets if n not in s.test_datasets]
             out += make_splits(manifest, "cross", train_datasets=train_sets,
                                test_datasets=list(s.test_datasets), val_ratio=s.ratios[1],
                                seed=seed)
@@ -191,7 +193,8 @@ def run_split(cfg: ExperimentConfig, split, manifest: Manifest, feats, backbone,
     if frozen:
         model.feature_norm.fit(part_feats["train"])
     else:
-        model.backbone = backbone
+        # every split fine-tunes its own copy: the next split must start from the same weights
+        model.backbone = copy.deepcopy(backbone)
     model.to(device)
     log(f"split seed {split.seed}: train {len(rows['train'])}, val {len(rows['val'])}, "
         f"test {len(rows['test'])}")

@@ -203,12 +203,14 @@ def read_meta(folder: str | Path) -> dict:
 
 def build_model(meta: dict, scales: dict[str, ScoreScale], with_backbone: bool = True) -> IQAModel:
     """Modules from a description: ``meta`` holds backbone, head, mappers and features."""
-    from mixiqa.models.backbones import create_backbone
     from mixiqa.models.heads import create_head
     from mixiqa.models.mappers import create_mapper
 
-    b = meta["backbone"]
-    backbone = create_backbone(b["name"], weights=b["weights"]) if with_backbone else None
+    backbone = None
+    if with_backbone:  # timm is imported only when a backbone is wanted (a slow import)
+        from mixiqa.models.backbones import create_backbone
+
+        backbone = create_backbone(meta["backbone"]["name"], weights=meta["backbone"]["weights"])
     frozen_path = meta.get("features") is not None
     head = create_head(meta["head"]["name"], meta["head"]["in_features"],
                        **meta["head"].get("kwargs", {}))
@@ -238,6 +240,7 @@ def load_model(path: str | Path | None = None, with_backbone: bool = True,
     state = load_file(str(folder / "model.safetensors"))
     missing, unexpected = model.load_state_dict(state, strict=False)
     missing = [k for k in missing if not k.startswith("backbone.") or meta["backbone_in_file"]]
+    unexpected = [k for k in unexpected if with_backbone or not k.startswith("backbone.")]
     if missing or unexpected:
         raise DataError(f"'{folder}': weights do not match the model description (missing "
                         f"{missing[:5]}, unexpected {unexpected[:5]}). Was the file edited?")
