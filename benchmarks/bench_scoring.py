@@ -34,10 +34,10 @@ def forward_only(model, paths, batch_size: int) -> float:
         return len(paths) / (time.perf_counter() - t)
 
 
-def pipeline(model, paths, batch_size: int, workers: int) -> float:
+def pipeline(model, paths, batch_size: int, workers: int, decode: str = "threads") -> float:
     t = time.perf_counter()
-    n = sum(1 for r in iter_scores(model, paths, batch_size, workers, show_progress=False)
-            if r.score is not None)
+    n = sum(1 for r in iter_scores(model, paths, batch_size, workers, show_progress=False,
+                                   decode=decode) if r.score is not None)
     assert n == len(paths)
     return len(paths) / (time.perf_counter() - t)
 
@@ -51,6 +51,26 @@ def naive(model, paths) -> float:
     return len(paths) / (time.perf_counter() - t)
 
 
+def scoring_memory(model: str | None, folder: str, batch_size: int, workers: int) -> dict:
+    """Peak RSS of `mixiqa score FOLDER` run as a child process (streaming: it should not
+    grow with the number of images)."""
+    import subprocess
+    import sys
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as tmp:
+        cmd = [sys.executable, "-m", "mixiqa", "score", folder, "-o", f"{tmp}/s.csv",
+               "--batch-size", str(batch_size), "--workers", str(workers)]
+        cmd += ["--model", model] if model else []
+        t = time.perf_counter()
+        subprocess.run(cmd, check=True, capture_output=True)
+        seconds = time.perf_counter() - t
+        with open(f"{tmp}/s.csv") as f:
+            n = sum(1 for _ in f) - 1
+    peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
+    return {"memory_images": n, "memory_peak_rss_mib": round(peak), "memory_seconds": round(seconds, 1)}
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--model", default=None, help="model folder (default: the shipped one)")
@@ -59,19 +79,25 @@ def main() -> None:
     ap.add_argument("--batch-size", type=int, default=32)
     ap.add_argument("--workers", type=int, default=1)
     ap.add_argument("--out", help="append the result as a JSON line to this file")
+    ap.add_argument("--memory-folder", help="also score this whole folder with `mixiqa score` "
+                    "in a child process and report its peak memory")
     args = ap.parse_args()
     paths = expand_inputs([args.images])[: args.limit]
     model = load_model(args.model).eval()
     model.backbone.to(memory_format=torch.channels_last)
     fwd = forward_only(model, paths, args.batch_size)
     pipe = pipeline(model, paths, args.batch_size, args.workers)
+    procs = pipeline(model, paths, args.batch_size, args.workers, decode="processes")
+    fwd = max(fwd, forward_only(model, paths, args.batch_size))  # best of two: the ceiling
     slow = naive(model, paths[: max(32, args.limit // 4)])
     res = {"date": str(date.today()), "machine": f"{platform.machine()}, {torch.get_num_threads()} threads",
            "torch": torch.__version__, "images": len(paths), "batch_size": args.batch_size,
            "workers": args.workers, "forward_only_img_s": round(fwd, 2),
-           "pipeline_img_s": round(pipe, 2), "naive_img_s": round(slow, 2),
-           "pipeline_over_forward": round(pipe / fwd, 3),
+           "pipeline_img_s": round(pipe, 2), "pipeline_processes_img_s": round(procs, 2),
+           "naive_img_s": round(slow, 2), "pipeline_over_forward": round(pipe / fwd, 3),
            "peak_rss_mib": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)}
+    if args.memory_folder:
+        res.update(scoring_memory(args.model, args.memory_folder, args.batch_size, args.workers))
     print(json.dumps(res, indent=1))
     if args.out:
         with open(args.out, "a") as f:

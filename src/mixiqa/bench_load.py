@@ -78,7 +78,10 @@ def check_bench(bench: BenchConfig) -> None:
     for cell in cells:
         cfg = bench.cell_config(cell)
         where = f"bench method '{cell.method.label}'"
-        for check, name in ((get_method, cfg.method.name), (get_runner, cell.method.runner)):
+        runner = get_runner(cell.method.runner)
+        # a runner with its own method names (NIQE, BRISQUE, Re-IQA) checks them itself
+        method_check = getattr(runner, "check_method", get_method)
+        for check, name in ((method_check, cfg.method.name), (get_runner, cell.method.runner)):
             try:
                 check(name)
             except ConfigError as e:

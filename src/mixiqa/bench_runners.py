@@ -69,3 +69,41 @@ def experiment_runner(cfg: ExperimentConfig, prep, splits: list, out: Path, resu
     from mixiqa.experiment import run_splits
 
     return run_splits(cfg, prep, splits, out, resume, device, log=lambda *a: None)
+
+
+@RUNNERS.register("classical")
+@no_features
+def classical_runner(cfg: ExperimentConfig, prep, splits: list, out: Path, resume: bool,
+                     device: str) -> list[dict]:
+    """NIQE, BRISQUE (LIVE model) or BRISQUE refit per split: ``method.name`` picks one."""
+    from mixiqa.classical.runner import run_classical
+
+    return run_classical(cfg, prep, splits, out, resume, device, log=lambda *a: None)
+
+
+@RUNNERS.register("reiqa")
+@no_features
+def reiqa_runner(cfg: ExperimentConfig, prep, splits: list, out: Path, resume: bool,
+                 device: str) -> list[dict]:
+    """Re-IQA ridge regressor on content and/or quality-encoder features (reiqa-*)."""
+    from mixiqa.reiqa import run_reiqa
+
+    return run_reiqa(cfg, prep, splits, out, resume, device, log=lambda *a: None)
+
+
+def _check_classical(name: str) -> str:
+    from mixiqa.classical.runner import check_method
+
+    return check_method(name)
+
+
+def _check_reiqa(name: str) -> str:
+    from mixiqa.reiqa import VARIANTS
+
+    if name not in VARIANTS:
+        raise ConfigError(f"Unknown Re-IQA variant '{name}'; choose {', '.join(VARIANTS)}.")
+    return name
+
+
+classical_runner.check_method = _check_classical
+reiqa_runner.check_method = _check_reiqa

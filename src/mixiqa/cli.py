@@ -238,12 +238,15 @@ def add_train_commands(sub) -> None:
                                    "cannot be decoded is reported and skipped.")
     s.add_argument("paths", nargs="+", help="image files, folders or glob patterns")
     s.add_argument("--model", help="run or model folder (default: the model shipped with mixiqa)")
+    s.add_argument("--method", choices=["model", "niqe", "brisque"], default="model",
+                   help="a trained mixiqa model (default), or the classical NIQE / BRISQUE "
+                        "(LIVE model; lower is better)")
     s.add_argument("--scale", metavar="DATASET",
                    help="report on a training dataset's own scale (e.g. clive) instead of q")
     s.add_argument("--format", choices=["csv", "json"], default="csv")
     s.add_argument("--output", "-o", help="write to this file instead of standard output")
     s.add_argument("--batch-size", type=int, default=16)
-    s.add_argument("--workers", type=int, default=2, help="decoding processes")
+    s.add_argument("--workers", type=int, default=2, help="decoding threads (0: decode inline)")
     s.add_argument("--device", default="auto")
     s.add_argument("--shard", metavar="K/N",
                    help="score only shard K of N (an independent job per shard; join the "
@@ -336,6 +339,8 @@ def cmd_score(args) -> int:
     from mixiqa.score import expand_inputs, iter_scores, merge_parts, parse_shard, write_part
 
     paths = expand_inputs(args.paths)
+    if args.method != "model":
+        return score_classical(args, paths)
     model = load_model(args.model)
     if args.scale:
         model.mapper(args.scale)  # unknown dataset -> clear error before any work
@@ -362,6 +367,20 @@ def cmd_score(args) -> int:
     for p in parts:
         os.remove(p)
     return code
+
+
+def score_classical(args, paths: list[str]) -> int:
+    """NIQE or BRISQUE (LIVE model) per image; lower is better, as the papers report."""
+    from mixiqa.classical.runner import score_paths
+    from mixiqa.score import ScoreResult
+
+    if args.model or args.scale or args.shard:
+        raise ConfigError(f"--method {args.method} scores with its own fixed model: drop "
+                          "--model, --scale and --shard.")
+    values = score_paths(paths, args.method, workers=args.workers)
+    results = [ScoreResult(p, None if v != v else float(v), None if v == v else "not scored")
+               for p, v in zip(paths, values)]
+    return write_scores(list_failures(results), paths, args.output, args.format)
 
 
 def cmd_merge_scores(args) -> int:

@@ -8,7 +8,10 @@ size scores in bounded memory. A file that cannot be decoded is reported and ski
 from __future__ import annotations
 
 import glob
+import itertools
 import os
+from collections import deque
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable, Iterator, Sequence
@@ -80,18 +83,23 @@ class ScoreResult:
 
 def iter_scores(model, paths: Sequence[str], batch_size: int = 16, workers: int = 2,
                 scale: str | None = None, device: str = "cpu",
-                show_progress: bool = True) -> Iterator[ScoreResult]:
+                show_progress: bool = True, decode: str = "threads") -> Iterator[ScoreResult]:
     """Yield one :class:`ScoreResult` per path, in order, as batches finish.
 
     Args:
         model: A loaded :class:`~mixiqa.models.iqa.IQAModel` (with backbone).
+        workers: Decoding threads (or processes); 0 decodes in the calling thread.
         scale: None for the model's quality q; a training dataset's name for its scale.
+        decode: ``threads`` (default: Pillow releases the GIL while decoding and resizing,
+            and nothing is copied between processes) or ``processes`` (DataLoader workers).
     """
     tf = model_transform(model)
-    loader = DataLoader(_Images(paths, tf), batch_size=batch_size, num_workers=workers,
-                        collate_fn=_keep, prefetch_factor=2 if workers else None)
     model.eval().to(device)
-    bar = progress(loader, total=len(loader), desc="scoring", enable=show_progress)
+    batches = (_thread_batches(_Images(paths, tf), batch_size, workers) if decode == "threads"
+               else DataLoader(_Images(paths, tf), batch_size=batch_size, num_workers=workers,
+                               collate_fn=_keep, prefetch_factor=2 if workers else None))
+    n_batches = (len(paths) + batch_size - 1) // batch_size
+    bar = progress(batches, total=n_batches, desc="scoring", enable=show_progress)
     with torch.inference_mode():
         for batch in bar:
             good = [(i, x) for i, x, _ in batch if x is not None]
@@ -106,6 +114,26 @@ def iter_scores(model, paths: Sequence[str], batch_size: int = 16, workers: int 
                 scores.update(zip(idx, q.float().cpu().tolist()))
             for i, x, err in batch:
                 yield ScoreResult(paths[i], scores.get(i), err)
+
+
+def _thread_batches(items: _Images, batch_size: int, threads: int, depth: int = 2):
+    """Batches of ``items`` decoded by a thread pool ``depth`` batches ahead of the model:
+    memory holds at most ``depth + 1`` batches whatever the number of images."""
+    starts = iter(range(0, len(items), batch_size))
+    if threads <= 0:
+        for s in starts:
+            yield [items[j] for j in range(s, min(s + batch_size, len(items)))]
+        return
+    with ThreadPoolExecutor(threads, thread_name_prefix="mixiqa-decode") as pool:
+        submit = lambda s: [pool.submit(items.__getitem__, j)  # noqa: E731
+                            for j in range(s, min(s + batch_size, len(items)))]
+        pending = deque(submit(s) for s in itertools.islice(starts, depth))
+        while pending:
+            futures = pending.popleft()
+            nxt = next(starts, None)
+            if nxt is not None:
+                pending.append(submit(nxt))
+            yield [f.result() for f in futures]
 
 
 def _same_shape(items: list) -> Iterable[list]:
