@@ -52,7 +52,8 @@ def config(data, method: str, **train) -> dict:
                   "cache_dir": str(root / "cache"), **train}})
 
 
-@pytest.mark.parametrize("method", ["naive", "linear", "monotonic", "mimi", "sind", "fidelity"])
+@pytest.mark.parametrize("method", ["naive", "linear", "zscore", "monotonic", "mimi", "sind",
+                                    "fidelity"])
 def test_every_method_trains_and_saves(data, tmp_path, method):
     cfg = config(data, method)
     summary = run_experiment(cfg, tmp_path / "run", log=lambda *a: None)

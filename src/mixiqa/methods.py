@@ -50,6 +50,8 @@ _add(Method("naive", "identity", "raw", {"smooth_l1": 1.0}, post_fit="affine",
 _add(Method("linear", "identity", "rescaled", {"smooth_l1": 1.0}, post_fit="affine",
             reference="UNIQUE-Linear (Zhang et al., TIP 2021)",
             summary="rescale each dataset to [0, 10] linearly, then pool"))
+_add(Method("zscore", "identity", "zscore", {"smooth_l1": 1.0}, post_fit="affine",
+            summary="standardise each dataset's scores (training mean and std), then pool"))
 _add(Method("monotonic", "monotonic", "rescaled", {"smooth_l1": 1.0, "norm_in_norm": 1.0},
             reference="Learning from Mixed Datasets: A Monotonic Image Quality Assessment Model",
             summary="per-dataset positive-weight MLP mapper, smooth-L1 + norm-in-norm"))

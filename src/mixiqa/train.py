@@ -34,7 +34,12 @@ def fit_scales(train: Manifest, kind: str) -> dict[str, ScoreScale]:
         rows = train.where(dataset=name)
         s = np.array(rows.scores())
         r0 = rows[0]
-        lo, hi = (float(s.min()), float(s.max())) if kind == "rescaled" else (r0.score_min, r0.score_max)
+        if kind == "rescaled":
+            lo, hi = float(s.min()), float(s.max())
+        elif kind == "zscore":
+            lo, hi = float(s.mean()), float(s.mean() + s.std())
+        else:
+            lo, hi = r0.score_min, r0.score_max
         if hi <= lo:
             raise ConfigError(f"All training scores of '{name}' are equal ({lo}); cannot learn.")
         scales[name] = ScoreScale(name, kind, lo, hi, r0.higher_better, r0.score_min, r0.score_max)

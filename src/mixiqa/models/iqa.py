@@ -27,11 +27,12 @@ class ScoreScale:
     """How one dataset's raw scores relate to the training targets of its mapper.
 
     ``rescaled`` targets are ``10 * (score - lo) / (hi - lo)``, flipped for DMOS sets so that
-    higher is better; ``raw`` targets are the scores themselves.
+    higher is better; ``zscore`` targets are ``(score - mean) / std`` of the training split
+    (stored as lo = mean, hi = mean + std), negated for DMOS; ``raw`` targets are the scores.
     """
 
     dataset: str
-    kind: str              # raw | rescaled
+    kind: str              # raw | rescaled | zscore
     lo: float              # training-split minimum (rescaled) or theoretical minimum
     hi: float
     higher_better: bool
@@ -41,18 +42,26 @@ class ScoreScale:
     def to_target(self, score: torch.Tensor) -> torch.Tensor:
         if self.kind == "raw":
             return score
+        if self.kind == "zscore":   # lo = training mean, hi = mean + std
+            z = (score - self.lo) / (self.hi - self.lo)
+            return z if self.higher_better else -z
         t = 10.0 * (score - self.lo) / (self.hi - self.lo)
         return t if self.higher_better else 10.0 - t
 
     def to_score(self, target: torch.Tensor) -> torch.Tensor:
         if self.kind == "raw":
             return target
+        if self.kind == "zscore":
+            z = target if self.higher_better else -target
+            return self.lo + z * (self.hi - self.lo)
         t = target if self.higher_better else 10.0 - target
         return self.lo + t * (self.hi - self.lo) / 10.0
 
     def target_scale(self) -> float:
         """d(target)/d(score) magnitude: turns a score std into a target std."""
-        return 1.0 if self.kind == "raw" else 10.0 / (self.hi - self.lo)
+        if self.kind == "raw":
+            return 1.0
+        return (1.0 if self.kind == "zscore" else 10.0) / (self.hi - self.lo)
 
 
 class FeatureNorm(nn.Module):
