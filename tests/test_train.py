@@ -79,15 +79,28 @@ def test_every_method_trains_and_saves(data, tmp_path, method):
         assert all(r["pred"] != "" for r in part)
 
 
-def test_resume_after_interruption_matches_uninterrupted(data, tmp_path):
-    full = run_experiment(config(data, "monotonic", epochs=6), tmp_path / "a", log=lambda *a: None)
-    # interrupted: the first run stops after 3 epochs (as a kill would leave its checkpoint)
-    run_experiment(config(data, "monotonic", epochs=3), tmp_path / "b", log=lambda *a: None)
-    (tmp_path / "b" / "split_00" / "result.json").unlink()
+def test_resume_after_interruption_matches_uninterrupted(data, tmp_path, monkeypatch):
+    import mixiqa.train as T
+
+    cfg = lambda: config(data, "monotonic", epochs=6, checkpoint_seconds=0)  # noqa: E731
+    full = run_experiment(cfg(), tmp_path / "a", log=lambda *a: None)
+    # interrupted: the fourth epoch is killed; the checkpoint holds epoch 3
+    real, calls = T.train_epoch, []
+
+    def dying(*a, **k):
+        calls.append(1)
+        if len(calls) == 4:
+            raise KeyboardInterrupt
+        return real(*a, **k)
+
+    monkeypatch.setattr(T, "train_epoch", dying)
+    with pytest.raises(KeyboardInterrupt):
+        run_experiment(cfg(), tmp_path / "b", log=lambda *a: None)
+    monkeypatch.setattr(T, "train_epoch", real)
+    assert not (tmp_path / "b" / "split_00" / "result.json").exists()
     ck = torch.load(tmp_path / "b" / "split_00" / "checkpoint.pt", weights_only=True)
     assert ck["epoch"] == 3
-    resumed = run_experiment(config(data, "monotonic", epochs=6), tmp_path / "b", resume=True,
-                             log=lambda *a: None)
+    resumed = run_experiment(cfg(), tmp_path / "b", resume=True, log=lambda *a: None)
     for n in ("alpha", "beta"):
         assert resumed["per_dataset"][n]["srcc"] == pytest.approx(full["per_dataset"][n]["srcc"],
                                                                   abs=1e-6)

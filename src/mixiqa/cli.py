@@ -38,10 +38,12 @@ def build_parser() -> argparse.ArgumentParser:
     add_splits_command(sub)
     add_train_commands(sub)
     from mixiqa.bench import add_bench_command
+    from mixiqa.pretrain import add_pretrain_command
     from mixiqa.report import add_report_command
 
     add_bench_command(sub)
     add_report_command(sub)
+    add_pretrain_command(sub)
     return parser
 
 

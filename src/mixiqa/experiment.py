@@ -175,7 +175,6 @@ def run_split(cfg: ExperimentConfig, split, manifest: Manifest, feats, backbone,
     if frozen:
         pos = {k: i for i, k in enumerate(manifest.keys())}
         part_feats = {p: feats[[pos[k] for k in r.keys()]] for p, r in rows.items()}
-        inputs = FeatureInputs(part_feats)
         dim = feats.shape[1]
     else:
         from mixiqa.data.transforms import eval_transform, train_transform
@@ -192,6 +191,7 @@ def run_split(cfg: ExperimentConfig, split, manifest: Manifest, feats, backbone,
     model = build_model(meta, scales, with_backbone=False)
     if frozen:
         model.feature_norm.fit(part_feats["train"])
+        inputs = FeatureInputs(part_feats, model.feature_norm)
     else:
         # every split fine-tunes its own copy: the next split must start from the same weights
         model.backbone = copy.deepcopy(backbone)

@@ -48,7 +48,12 @@ def fit_scales(train: Manifest, kind: str) -> dict[str, ScoreScale]:
 
 def targets_of(rows: Manifest, scales: dict[str, ScoreScale]) -> tuple[torch.Tensor, torch.Tensor]:
     """Training targets and target-scale stds (NaN where the release gives no std)."""
-    y = torch.tensor([float(scales[r.dataset].to_target(torch.tensor(r.score))) for r in rows])
+    names = np.array([r.dataset for r in rows])
+    scores = torch.tensor([r.score for r in rows], dtype=torch.float64)
+    y = torch.empty(len(rows), dtype=torch.float64)
+    for name in dict.fromkeys(names):                     # vectorised per dataset
+        m = torch.as_tensor(names == name)
+        y[m] = scales[name].to_target(scores[m])
     sd = torch.tensor([np.nan if r.std is None else r.std * scales[r.dataset].target_scale()
                        for r in rows], dtype=torch.float32)
     return y.float(), sd
@@ -109,12 +114,15 @@ def batch_loss(model: IQAModel, method: Method, weights: dict, q: torch.Tensor,
 # ---- inputs: cached features or images ------------------------------------------------
 
 class FeatureInputs:
-    """Cached feature vectors of every row in memory; a batch is an index lookup."""
+    """Cached feature vectors of every row in memory, standardised once by the model's
+    FeatureNorm (fitted on the training part); a batch is an index lookup."""
 
     frozen = True
 
-    def __init__(self, feats: dict[str, torch.Tensor]):
-        self.feats = feats                                  # part -> (N_part, D)
+    def __init__(self, feats: dict[str, torch.Tensor], norm=None):
+        with torch.no_grad():                               # part -> (N_part, D)
+            self.feats = {p: (x if norm is None else norm(x)).contiguous()
+                          for p, x in feats.items()}
 
     def train_batches(self, sampler):
         for b in sampler:
@@ -162,7 +170,7 @@ def predict(model: IQAModel, inputs, part: str, device) -> np.ndarray:
     with torch.inference_mode():
         for x in inputs.eval_batches(part):
             x = x.to(device)
-            q = model.forward_features(x) if inputs.frozen else model(x)
+            q = model.forward_normalized(x) if inputs.frozen else model(x)
             out.append(q.float().cpu())
     return torch.cat(out).numpy() if out else np.zeros(0)
 
@@ -280,7 +288,7 @@ class TrainStep(nn.Module):
                  amp_dtype=None, compile_fn: bool = False):
         super().__init__()
         self.model, self.method, self.weights, self.amp_dtype = model, method, weights, amp_dtype
-        self.f = model.forward_features if frozen else model.forward
+        self.f = model.forward_normalized if frozen else model.forward
         if compile_fn:
             self.f = torch.compile(self.f)  # wraps the call only: state_dict keys unchanged
 

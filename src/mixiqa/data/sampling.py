@@ -19,6 +19,12 @@ def _cycle(rng: np.random.Generator, idx: np.ndarray) -> Iterator[int]:
         yield from rng.permutation(idx)
 
 
+def _passes(rng: np.random.Generator, idx: np.ndarray, n: int) -> np.ndarray:
+    """The first ``n`` items of reshuffled passes over ``idx``, drawn at once (vectorised)."""
+    reps = -(-n // len(idx))                                       # ceil(n / len(idx))
+    return np.concatenate([rng.permutation(idx) for _ in range(reps)])[:n]
+
+
 class MixedBatchSampler:
     """Batches that hold every dataset in fixed proportions.
 
@@ -72,10 +78,13 @@ class MixedBatchSampler:
 
     def __iter__(self) -> Iterator[list[int]]:
         rng = np.random.default_rng([self.seed, self.epoch])
-        streams = [_cycle(rng, np.flatnonzero(self.domain_index == d)) for d in self.domains]
-        for _ in range(len(self)):
-            batch = [int(next(s)) for s, q in zip(streams, self.quotas) for _ in range(q)]
-            yield list(rng.permutation(batch))
+        n = len(self)
+        # per domain: its quota for every batch of the epoch, (n, q_k)
+        draws = [_passes(rng, np.flatnonzero(self.domain_index == d), n * q).reshape(n, q)
+                 for d, q in zip(self.domains, self.quotas)]
+        batches = np.concatenate(draws, axis=1)                       # (n, batch_size)
+        for b in batches:
+            yield rng.permutation(b).tolist()
 
 
 class DomainBatchSampler:

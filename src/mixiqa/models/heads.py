@@ -34,8 +34,8 @@ def positions(features: torch.Tensor) -> torch.Tensor:
 
 
 def pool_global(features: torch.Tensor) -> torch.Tensor:
-    """Global average over positions or tokens: -> (B, C)."""
-    return positions(features).mean(dim=1)
+    """Global average over positions or tokens: -> (B, C); pooled (B, C) passes through."""
+    return features if features.ndim == 2 else positions(features).mean(dim=1)
 
 
 def meanstd_pool(stages: Sequence[torch.Tensor]) -> torch.Tensor:

@@ -114,7 +114,12 @@ class IQAModel(nn.Module):
 
     def forward_features(self, feats: torch.Tensor) -> torch.Tensor:
         """Cached feature vectors (B, D) -> proxy quality q (B,)."""
-        return self.head(self.feature_norm(feats)).reshape(-1)
+        return self.forward_normalized(self.feature_norm(feats))
+
+    def forward_normalized(self, z: torch.Tensor) -> torch.Tensor:
+        """Already standardised feature vectors (B, D) -> q (B,): training normalises a
+        split's cached features once instead of at every step."""
+        return self.head(z).reshape(-1)
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         """Images (B, 3, H, W) -> proxy quality q (B,)."""
