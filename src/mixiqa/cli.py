@@ -44,6 +44,11 @@ def build_parser() -> argparse.ArgumentParser:
     add_bench_command(sub)
     add_report_command(sub)
     add_pretrain_command(sub)
+    from mixiqa.demo import add_demo_command
+    from mixiqa.synth import add_synth_command
+
+    add_synth_command(sub)
+    add_demo_command(sub)
     return parser
 
 
@@ -244,7 +249,9 @@ def add_train_commands(sub) -> None:
                    help="a trained mixiqa model (default), or the classical NIQE / BRISQUE "
                         "(LIVE model; lower is better)")
     s.add_argument("--scale", metavar="DATASET",
-                   help="report on a training dataset's own scale (e.g. clive) instead of q")
+                   help="report on a training dataset's own scale (e.g. clive), or 'q' for "
+                        "the raw proxy; default: the model's own output scale (the shipped "
+                        "model: 0-100 on CLIVE's MOS scale), else q")
     s.add_argument("--format", choices=["csv", "json"], default="csv")
     s.add_argument("--output", "-o", help="write to this file instead of standard output")
     s.add_argument("--batch-size", type=int, default=16)
@@ -344,7 +351,7 @@ def cmd_score(args) -> int:
     if args.method != "model":
         return score_classical(args, paths)
     model = load_model(args.model)
-    if args.scale:
+    if args.scale and args.scale != "q":
         model.mapper(args.scale)  # unknown dataset -> clear error before any work
     device = _device(args)        # under torchrun this joins the process group
     k, n = parse_shard(args.shard) if args.shard else (distributed.rank(), distributed.world_size())

@@ -95,6 +95,11 @@ def iter_scores(model, paths: Sequence[str], batch_size: int = 16, workers: int 
     """
     tf = model_transform(model)
     model.eval().to(device)
+    out = model.meta.get("output") or {}            # e.g. the shipped model: CLIVE, 0-100
+    if scale is None and out.get("scale"):
+        scale, clip = out["scale"], out.get("clip")
+    else:
+        scale, clip = (None if scale == "q" else scale), None
     batches = (_thread_batches(_Images(paths, tf), batch_size, workers) if decode == "threads"
                else DataLoader(_Images(paths, tf), batch_size=batch_size, num_workers=workers,
                                collate_fn=_keep, prefetch_factor=2 if workers else None))
@@ -111,6 +116,8 @@ def iter_scores(model, paths: Sequence[str], batch_size: int = 16, workers: int 
                 q = model(x)
                 if scale:
                     q = model.to_dataset_scale(q, scale)
+                if clip:
+                    q = q.clamp(*clip)
                 scores.update(zip(idx, q.float().cpu().tolist()))
             for i, x, err in batch:
                 yield ScoreResult(paths[i], scores.get(i), err)

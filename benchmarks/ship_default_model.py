@@ -1,0 +1,32 @@
+"""Copy a trained model into the package as the default model, with its output scale.
+
+    uv run mixiqa train configs/default_model.yaml --out runs/default_model
+    uv run python benchmarks/ship_default_model.py runs/default_model
+
+The shipped model reports scores on CLIVE's MOS scale through its CLIVE mapper, clipped to
+0-100 (higher is better); `mixiqa score --scale biq2021` or `--scale q` choose otherwise.
+"""
+
+from __future__ import annotations
+
+import shutil
+import sys
+from pathlib import Path
+
+from mixiqa.models.iqa import load_model, resolve_model_folder, save_model
+
+DEST = Path(__file__).resolve().parents[1] / "src" / "mixiqa" / "assets" / "default_model"
+
+
+def main() -> None:
+    src = resolve_model_folder(Path(sys.argv[1]))
+    model = load_model(src, with_backbone=False)
+    model.meta["output"] = {"scale": "clive", "clip": [0.0, 100.0]}
+    if DEST.exists():
+        shutil.rmtree(DEST)
+    save_model(model, DEST)
+    print(f"shipped {src} -> {DEST}")
+
+
+if __name__ == "__main__":
+    main()
