@@ -11,8 +11,8 @@ from collections import Counter
 import numpy as np
 import pytest
 import yaml
-from PIL import Image, ImageFilter
 
+from helpers import make_set
 from mixiqa import experiment
 from mixiqa.bench import (RUNNERS, add_bench_command, load_bench_config, no_features,
                           run_bench)
@@ -56,26 +56,12 @@ def boom_runner(cfg, prep, splits, out, resume, device):
     return oracle_runner(cfg, prep, splits, out, resume, device)
 
 
-def make_set(root, name: str, n: int, transform, seed: int) -> dict:
-    """A generic-CSV dataset of blurred noise images; score = transform(sharpness)."""
-    rng = np.random.default_rng(seed)
-    (root / name).mkdir(parents=True)
-    rows = ["image,score"]
-    for i in range(n):
-        quality = rng.uniform(0, 1)
-        base = Image.fromarray(rng.integers(0, 255, (48, 48, 3), dtype=np.uint8))
-        base.filter(ImageFilter.GaussianBlur(3 * (1 - quality))).save(root / name / f"{i}.png")
-        rows.append(f"{name}/{i}.png,{transform(quality):.5f}")
-    (root / f"{name}.csv").write_text("\n".join(rows) + "\n")
-    return {"name": "csv", "root": str(root), "options": {"file": f"{name}.csv", "name": name}}
-
-
 @pytest.fixture(scope="module")
 def base(tmp_path_factory):
     """A folder with a base experiment config over two tiny datasets (alpha MOS, beta DMOS)."""
     root = tmp_path_factory.mktemp("benchdata")
-    a = make_set(root, "alpha", 30, lambda q: 1 + 4 * q, 0)
-    b = make_set(root, "beta", 30, lambda q: 100 * (1 - q) ** 2, 1)
+    a = make_set(root, "alpha", 30, lambda q: 1 + 4 * q, 0, size=48)
+    b = make_set(root, "beta", 30, lambda q: 100 * (1 - q) ** 2, 1, size=48)
     b["options"].update(higher_better=False, score_range=[0, 100])
     exp = {"name": "tiny", "datasets": [a, b],
            "model": {"backbone": "efficientnet_lite0", "weights": "offline", "freeze": True,

@@ -16,7 +16,7 @@ from mixiqa.cli import main
 from mixiqa.distributed import ShardedBatches, shard
 from mixiqa.errors import DataError
 from mixiqa.score import ScoreResult, merge_parts, parse_shard, write_part
-from test_train import make_set
+from helpers import make_set
 
 
 def torchrun(*args: str, nproc: int = 2) -> subprocess.CompletedProcess:

@@ -7,11 +7,11 @@ import json
 
 import numpy as np
 import pytest
-from PIL import Image, ImageFilter
 from safetensors.torch import save_file
 from scipy.stats import spearmanr
 from sklearn.linear_model import Ridge
 
+from helpers import make_set
 from mixiqa.config import config_from_dict
 from mixiqa.data.manifest import Manifest, Record
 from mixiqa.errors import ConfigError, DataError
@@ -75,19 +75,6 @@ def test_minmax_targets_and_their_inverse_on_each_dataset_scale():
 
 
 # ---- the split runner on tiny generated datasets ----------------------------------------------
-
-def make_set(root, name: str, n: int, transform, seed: int) -> dict:
-    rng = np.random.default_rng(seed)
-    (root / name).mkdir(parents=True)
-    rows = ["image,score"]
-    for i in range(n):
-        quality = rng.uniform(0, 1)
-        base = Image.fromarray(rng.integers(0, 255, (72, 72, 3), dtype=np.uint8))
-        base.filter(ImageFilter.GaussianBlur(3 * (1 - quality))).save(root / name / f"{i}.png")
-        rows.append(f"{name}/{i}.png,{transform(quality):.5f}")
-    (root / f"{name}.csv").write_text("\n".join(rows) + "\n")
-    return {"name": "csv", "root": str(root), "options": {"file": f"{name}.csv", "name": name}}
-
 
 @pytest.fixture(scope="module")
 def setup(tmp_path_factory):

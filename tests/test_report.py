@@ -9,8 +9,9 @@ import re
 
 import numpy as np
 import pytest
-from PIL import Image, ImageFilter
+from PIL import Image
 
+from helpers import make_set
 from mixiqa.config import config_from_dict
 from mixiqa.errors import DataError
 from mixiqa.experiment import run_experiment
@@ -18,26 +19,12 @@ from mixiqa.report import add_report_command, cmd_report, write_report
 from mixiqa.report_render import Section, Table, render_html, render_markdown
 
 
-def make_set(root, name: str, n: int, transform, seed: int) -> dict:
-    """A generic-CSV dataset whose quality is blur; its scores are ``transform(quality)``."""
-    rng = np.random.default_rng(seed)
-    (root / name).mkdir(parents=True)
-    rows = ["image,score"]
-    for i in range(n):
-        quality = rng.uniform(0, 1)
-        base = Image.fromarray(rng.integers(0, 255, (64, 64, 3), dtype=np.uint8))
-        base.filter(ImageFilter.GaussianBlur(3 * (1 - quality))).save(root / name / f"{i}.png")
-        rows.append(f"{name}/{i}.png,{transform(quality):.5f}")
-    (root / f"{name}.csv").write_text("\n".join(rows) + "\n")
-    return {"name": "csv", "root": str(root), "options": {"file": f"{name}.csv", "name": name}}
-
-
 @pytest.fixture(scope="module")
 def run_dir(tmp_path_factory, one_thread):
     """A real two-split run on two tiny datasets, one of them DMOS-like (lower is better)."""
     root = tmp_path_factory.mktemp("data")
-    alpha = make_set(root, "alpha", 30, lambda q: 1 + 4 * q, 0)           # MOS 1-5
-    beta = make_set(root, "beta", 30, lambda q: 100 * (1 - q) ** 2, 1)    # DMOS 0-100
+    alpha = make_set(root, "alpha", 30, lambda q: 1 + 4 * q, 0, size=64)           # MOS 1-5
+    beta = make_set(root, "beta", 30, lambda q: 100 * (1 - q) ** 2, 1, size=64)    # DMOS 0-100
     beta["options"].update(higher_better=False, score_range=[0, 100])
     cfg = config_from_dict({
         "name": "tiny", "datasets": [alpha, beta],

@@ -7,26 +7,11 @@ import json
 import numpy as np
 import pytest
 import torch
-from PIL import Image, ImageFilter
 
+from helpers import make_set
 from mixiqa.config import config_from_dict
 from mixiqa.models.iqa import load_model
 from mixiqa.experiment import run_experiment
-
-
-def make_set(root, name: str, n: int, transform, seed: int) -> dict:
-    """A generic-CSV dataset whose quality is blur; its scores are ``transform(quality)``."""
-    rng = np.random.default_rng(seed)
-    (root / name).mkdir(parents=True)
-    rows = ["image,score"]
-    for i in range(n):
-        quality = rng.uniform(0, 1)
-        base = Image.fromarray(rng.integers(0, 255, (72, 72, 3), dtype=np.uint8))
-        base.filter(ImageFilter.GaussianBlur(3 * (1 - quality))).save(root / name / f"{i}.png")
-        rows.append(f"{name}/{i}.png,{transform(quality):.5f}")
-    (root / f"{name}.csv").write_text("\n".join(rows) + "\n")
-    return {"name": "csv", "root": str(root),
-            "options": {"file": f"{name}.csv", "name": name}}
 
 
 @pytest.fixture(scope="module")

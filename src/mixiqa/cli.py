@@ -255,7 +255,7 @@ def add_train_commands(sub) -> None:
     s.add_argument("--format", choices=["csv", "json"], default="csv")
     s.add_argument("--output", "-o", help="write to this file instead of standard output")
     s.add_argument("--batch-size", type=int, default=16)
-    s.add_argument("--workers", type=int, default=2, help="decoding threads (0: decode inline)")
+    s.add_argument("--workers", type=int, default=2, help="decoding processes (0: decode inline)")
     s.add_argument("--device", default="auto")
     s.add_argument("--shard", metavar="K/N",
                    help="score only shard K of N (an independent job per shard; join the "
@@ -387,7 +387,9 @@ def score_classical(args, paths: list[str]) -> int:
         raise ConfigError(f"--method {args.method} scores with its own fixed model: drop "
                           "--model, --scale and --shard.")
     values = score_paths(paths, args.method, workers=args.workers)
-    results = [ScoreResult(p, None if v != v else float(v), None if v == v else "not scored")
+    results = [ScoreResult(p, None if v != v else float(v), None if v == v else
+                           f"{args.method} could not be computed (unreadable, too small or "
+                           "uniform image; see the warning above)")
                for p, v in zip(paths, values)]
     return write_scores(list_failures(results), paths, args.output, args.format)
 

@@ -185,3 +185,17 @@ def apply_override(data: dict, override: str) -> None:
 
 def dump_json(obj: Any) -> str:
     return json.dumps(_plain(obj), indent=1, default=str)
+
+
+def quickstart_recipe() -> dict:
+    """The CPU quickstart's model, method and training (configs/quickstart.yaml), for code
+    that builds configs without the repository's configs/ folder (demo, synth)."""
+    return {
+        "model": {"backbone": "efficientnet_lite0", "weights": "offline", "freeze": True,
+                  "pooling": "meanstd", "scales": [1.0, 0.5], "feature_short": 256,
+                  "feature_crop": 224, "head": "mlp",
+                  "head_kwargs": {"hidden": [256], "dropout": 0.2}},
+        "method": {"name": "monotonic"},
+        "train": {"epochs": 40, "batch_size": 64, "lr": 0.001, "weight_decay": 0.0001,
+                  "scheduler": "cosine", "quotas": "equal", "workers": 0, "threads": 1},
+    }

@@ -70,14 +70,14 @@ def real_demo(data: Path, out: Path, n_splits: int) -> str:
 
     from mixiqa.bench import run_bench
     from mixiqa.bench_load import load_bench_config
+    from mixiqa.config import quickstart_recipe
 
     for sub in ("CLIVE", "BIQ2021"):
         if not (data / sub).is_dir():
             raise ConfigError(f"--data '{data}' has no {sub}/ folder; point it at the folder "
                               "that holds CLIVE/ and BIQ2021/ (e.g. ../shared/data).")
     out.mkdir(parents=True, exist_ok=True)
-    quick = Path(__file__).resolve().parents[2] / "configs" / "quickstart.yaml"
-    base = yaml.safe_load(quick.read_text()) if quick.is_file() else _QUICKSTART
+    base = {"name": "quickstart", **quickstart_recipe()}
     base["datasets"] = [{"name": "clive", "root": str((data / "CLIVE").absolute()),
                          "allow_missing": True},
                         {"name": "biq2021", "root": str((data / "BIQ2021").absolute()),
@@ -93,16 +93,3 @@ def real_demo(data: Path, out: Path, n_splits: int) -> str:
     run_bench(load_bench_config(path), out / "results", resume=True)
     return (out / "results" / "table.md").read_text()
 
-
-# The quickstart recipe, for an installed package without the repository's configs/.
-_QUICKSTART = {
-    "name": "quickstart",
-    "split": {"protocol": "official", "ratios": [0.7, 0.1, 0.2], "seeds": [0]},
-    "model": {"backbone": "efficientnet_lite0", "weights": "offline", "freeze": True,
-              "pooling": "meanstd", "scales": [1.0, 0.5], "feature_short": 256,
-              "feature_crop": 224, "head": "mlp",
-              "head_kwargs": {"hidden": [256], "dropout": 0.2}},
-    "method": {"name": "monotonic"},
-    "train": {"epochs": 40, "batch_size": 64, "lr": 0.001, "weight_decay": 0.0001,
-              "scheduler": "cosine", "quotas": "equal", "workers": 0, "threads": 1},
-}

@@ -249,12 +249,13 @@ def prepare(cfg: ExperimentConfig, device: str, log=print) -> Prepared:
     return Prepared(manifest, backbone, feats, timings)
 
 
-def run_splits(cfg: ExperimentConfig, prep: Prepared, splits: list, out: Path,
-               resume: bool, device: str, log=print) -> list[dict]:
-    """One training per split; a split with a ``result.json`` is skipped on resume."""
+def each_split(splits: list, out: Path, resume: bool, run_one) -> list[dict]:
+    """The split loop every runner shares: ``run_one(split, folder) -> result`` per split,
+    with ``split_NN/split.json`` and an atomic ``result.json``; a split whose result exists
+    is kept on ``resume``. Under torchrun rank 0 writes and all ranks wait for it."""
     results = []
     for i, split in enumerate(splits):
-        sdir = out / f"split_{i:02d}"
+        sdir = Path(out) / f"split_{i:02d}"
         sdir.mkdir(parents=True, exist_ok=True)
         done = sdir / "result.json"
         if resume and done.exists():
@@ -262,8 +263,7 @@ def run_splits(cfg: ExperimentConfig, prep: Prepared, splits: list, out: Path,
             continue
         if distributed.is_main():
             split.save(sdir / "split.json")
-        res = run_split(cfg, split, prep.manifest, prep.feats, prep.backbone, sdir, resume,
-                        device, log)
+        res = run_one(split, sdir)
         if distributed.is_main():
             tmp = done.with_suffix(".tmp")
             tmp.write_text(json.dumps(res, indent=1))
@@ -271,6 +271,13 @@ def run_splits(cfg: ExperimentConfig, prep: Prepared, splits: list, out: Path,
         distributed.barrier()   # no rank starts the next split before the result is on disk
         results.append(res)
     return results
+
+
+def run_splits(cfg: ExperimentConfig, prep: Prepared, splits: list, out: Path,
+               resume: bool, device: str, log=print) -> list[dict]:
+    """One training per split; a split with a ``result.json`` is skipped on resume."""
+    return each_split(splits, out, resume, lambda split, sdir: run_split(
+        cfg, split, prep.manifest, prep.feats, prep.backbone, sdir, resume, device, log))
 
 
 def run_experiment(cfg: ExperimentConfig, out: str | Path, resume: bool = False,

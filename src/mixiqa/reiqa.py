@@ -238,21 +238,10 @@ def run_reiqa(cfg: ExperimentConfig, prep, splits: list, out: Path, resume: bool
     """
     out = Path(out)
     feats = reiqa_features(cfg, prep.manifest, device, getattr(prep, "backbone", None), log)
-    results = []
-    for i, split in enumerate(splits):
-        sdir = out / f"split_{i:02d}"
-        sdir.mkdir(parents=True, exist_ok=True)
-        done = sdir / "result.json"
-        if resume and done.exists():
-            results.append(json.loads(done.read_text()))
-            continue
-        split.save(sdir / "split.json")
-        res = fit_split(cfg, split, prep.manifest, feats, sdir)
-        tmp = done.with_suffix(".tmp")
-        tmp.write_text(json.dumps(res, indent=1))
-        os.replace(tmp, done)
-        results.append(res)
-    return results
+    from mixiqa.experiment import each_split
+
+    return each_split(splits, out, resume,
+                      lambda split, sdir: fit_split(cfg, split, prep.manifest, feats, sdir))
 
 
 run_reiqa.needs_features = False  # it extracts its own (two backbones, avg pooling)

@@ -83,15 +83,15 @@ class ScoreResult:
 
 def iter_scores(model, paths: Sequence[str], batch_size: int = 16, workers: int = 2,
                 scale: str | None = None, device: str = "cpu",
-                show_progress: bool = True, decode: str = "threads") -> Iterator[ScoreResult]:
+                show_progress: bool = True, decode: str = "processes") -> Iterator[ScoreResult]:
     """Yield one :class:`ScoreResult` per path, in order, as batches finish.
 
     Args:
         model: A loaded :class:`~mixiqa.models.iqa.IQAModel` (with backbone).
         workers: Decoding threads (or processes); 0 decodes in the calling thread.
         scale: None for the model's quality q; a training dataset's name for its scale.
-        decode: ``threads`` (default: Pillow releases the GIL while decoding and resizing,
-            and nothing is copied between processes) or ``processes`` (DataLoader workers).
+        decode: ``processes`` (default: DataLoader workers) or ``threads`` (a thread pool;
+            Pillow releases the GIL, but on a 2-core CPU it measured slower, see benchmarks/).
     """
     tf = model_transform(model)
     model.eval().to(device)

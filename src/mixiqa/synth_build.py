@@ -165,18 +165,11 @@ def experiment_dict(spec: SynthSpec) -> dict:
              "options": {"file": "scores.csv", "name": ds.name, "higher_better": ds.higher_better,
                          "score_range": f"{ds.score_range[0]:g},{ds.score_range[1]:g}"}}
             for ds in spec.datasets]
-    return {
-        "name": "synth",
-        "datasets": sets,
-        "split": {"protocol": "content", "ratios": [0.6, 0.2, 0.2], "seeds": [0]},
-        "model": {"backbone": "efficientnet_lite0", "weights": "offline", "freeze": True,
-                  "pooling": "meanstd", "scales": [1.0, 0.5], "feature_short": 256,
-                  "feature_crop": 224, "head": "mlp",
-                  "head_kwargs": {"hidden": [256], "dropout": 0.2}},
-        "method": {"name": "monotonic"},
-        "train": {"epochs": 40, "batch_size": 64, "lr": 0.001, "weight_decay": 0.0001,
-                  "scheduler": "cosine", "quotas": "equal", "workers": 0},
-    }
+    from mixiqa.config import quickstart_recipe
+
+    return {"name": "synth", "datasets": sets,
+            "split": {"protocol": "content", "ratios": [0.6, 0.2, 0.2], "seeds": [0]},
+            **quickstart_recipe()}
 
 
 def check_render_key(spec: SynthSpec, origins: list[str], out: Path) -> None:

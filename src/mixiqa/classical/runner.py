@@ -13,7 +13,6 @@ is given, one ``.npy`` per image content hash.
 
 from __future__ import annotations
 
-import json
 import os
 import warnings
 from concurrent.futures import ProcessPoolExecutor
@@ -320,21 +319,10 @@ def run_classical(cfg, prep, splits: list, out: Path, resume: bool, device: str,
     compute features, cached under ``cfg.train.cache_dir`` (default: the feature cache).
     """
     method = check_method(cfg.method.name)
-    results = []
-    for i, split in enumerate(splits):
-        sdir = Path(out) / f"split_{i:02d}"
-        sdir.mkdir(parents=True, exist_ok=True)
-        done = sdir / "result.json"
-        if resume and done.exists():
-            results.append(json.loads(done.read_text()))
-            continue
-        split.save(sdir / "split.json")
-        res = run_one_split(cfg, method, split, prep.manifest, sdir, log)
-        tmp = done.with_suffix(".tmp")
-        tmp.write_text(json.dumps(res, indent=1))
-        os.replace(tmp, done)
-        results.append(res)
-    return results
+    from mixiqa.experiment import each_split
+
+    return each_split(splits, out, resume, lambda split, sdir: run_one_split(
+        cfg, method, split, prep.manifest, sdir, log))
 
 
 run_classical.needs_features = False
