@@ -177,3 +177,48 @@ def test_loading_a_model_file_never_unpickles(data, tmp_path, monkeypatch):
         monkeypatch.setattr(mod, name, boom)
     model = load_model(tmp_path / "run", with_backbone=False)   # a run with one split
     assert set(model.datasets) == {"alpha", "beta"}
+
+
+def test_parallel_split_jobs_match_one_at_a_time(data, tmp_path):
+    """jobs=2 trains splits in forked workers; every split's result equals the serial run
+    (same seeds, one thread each), in split order."""
+    def cfg(jobs):
+        c = config(data, "monotonic", jobs=jobs, threads=1)
+        c.split.seeds = [0, 1, 2]
+        return c
+
+    one = run_experiment(cfg(1), tmp_path / "one", log=lambda *a: None)
+    two = run_experiment(cfg(2), tmp_path / "two", log=lambda *a: None)
+    assert one["seeds"] == two["seeds"] == [0, 1, 2]
+    for i in range(3):
+        a = json.loads((tmp_path / "one" / f"split_{i:02d}" / "result.json").read_text())
+        b = json.loads((tmp_path / "two" / f"split_{i:02d}" / "result.json").read_text())
+        assert a["seed"] == b["seed"] == i
+        for name in ("alpha", "beta"):
+            assert b["test"][name]["srcc"] == pytest.approx(a["test"][name]["srcc"], abs=1e-5)
+
+
+def test_split_jobs_setting_is_checked(data):
+    from mixiqa.errors import ConfigError
+    from mixiqa.experiment import split_jobs
+
+    assert split_jobs(config(data, "naive", jobs="auto"), "cpu", True) >= 1
+    assert split_jobs(config(data, "naive", jobs=4), "cpu", False) == 1   # fine-tuning
+    assert split_jobs(config(data, "naive", jobs=4), "cuda", True) == 1
+    with pytest.raises(ConfigError, match="train.jobs"):
+        split_jobs(config(data, "naive", jobs=0), "cpu", True)
+
+
+def test_parallel_split_error_reaches_the_caller(tmp_path):
+    from mixiqa.data.splits import Split
+    from mixiqa.experiment import each_split
+
+    def run_one(split, sdir):
+        if split.seed == 1:
+            raise ValueError("split one is broken")
+        return {"seed": split.seed}
+
+    splits = [Split(train=["a/0"], val=[], test=["a/1"], protocol="random", seed=s) for s in range(3)]
+    with pytest.raises(ValueError, match="split one is broken"):
+        each_split(splits, tmp_path, False, run_one, jobs=2)
+    assert json.loads((tmp_path / "split_00" / "result.json").read_text()) == {"seed": 0}

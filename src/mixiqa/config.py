@@ -89,6 +89,8 @@ class TrainConfig:
     eval_every: int = 1
     checkpoint_seconds: float = 30.0  # checkpoint at most this often (and after the last epoch)
     threads: int | None = None        # torch CPU threads while training (None: torch's default)
+    jobs: int | str = 1               # splits trained at once (cached features on a CPU):
+                                      # an int, or "auto" = one per CPU core
     cache_dir: str | None = None
 
 
@@ -197,5 +199,6 @@ def quickstart_recipe() -> dict:
                   "head_kwargs": {"hidden": [256], "dropout": 0.2}},
         "method": {"name": "monotonic"},
         "train": {"epochs": 40, "batch_size": 64, "lr": 0.001, "weight_decay": 0.0001,
-                  "scheduler": "cosine", "quotas": "equal", "workers": 0, "threads": 1},
+                  "scheduler": "cosine", "quotas": "equal", "workers": 0, "threads": 1,
+                  "jobs": "auto"},
     }

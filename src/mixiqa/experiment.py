@@ -249,35 +249,91 @@ def prepare(cfg: ExperimentConfig, device: str, log=print) -> Prepared:
     return Prepared(manifest, backbone, feats, timings)
 
 
-def each_split(splits: list, out: Path, resume: bool, run_one) -> list[dict]:
+def each_split(splits: list, out: Path, resume: bool, run_one, jobs: int = 1) -> list[dict]:
     """The split loop every runner shares: ``run_one(split, folder) -> result`` per split,
     with ``split_NN/split.json`` and an atomic ``result.json``; a split whose result exists
-    is kept on ``resume``. Under torchrun rank 0 writes and all ranks wait for it."""
-    results = []
-    for i, split in enumerate(splits):
-        sdir = Path(out) / f"split_{i:02d}"
-        sdir.mkdir(parents=True, exist_ok=True)
-        done = sdir / "result.json"
+    is kept on ``resume``. Under torchrun rank 0 writes and all ranks wait for it.
+
+    ``jobs > 1`` trains that many splits at once in forked worker processes (one torch
+    thread each); they inherit the cached features copy-on-write, so nothing is pickled but
+    the split index and its result. Results come back in split order either way.
+    """
+    results: list = [None] * len(splits)
+    todo = []
+    for i in range(len(splits)):
+        done = Path(out) / f"split_{i:02d}" / "result.json"
         if resume and done.exists():
-            results.append(json.loads(done.read_text()))
-            continue
-        if distributed.is_main():
-            split.save(sdir / "split.json")
-        res = run_one(split, sdir)
-        if distributed.is_main():
-            tmp = done.with_suffix(".tmp")
-            tmp.write_text(json.dumps(res, indent=1))
-            os.replace(tmp, done)
-        distributed.barrier()   # no rank starts the next split before the result is on disk
-        results.append(res)
+            results[i] = json.loads(done.read_text())
+        else:
+            todo.append(i)
+    jobs = min(jobs, len(todo))
+    if jobs > 1 and not distributed.active():
+        _each_split_parallel(splits, out, run_one, todo, jobs, results)
+    else:
+        for i in todo:
+            results[i] = _one_split(splits, out, run_one, i)
     return results
+
+
+def _one_split(splits: list, out: Path, run_one, i: int) -> dict:
+    sdir = Path(out) / f"split_{i:02d}"
+    sdir.mkdir(parents=True, exist_ok=True)
+    if distributed.is_main():
+        splits[i].save(sdir / "split.json")
+    res = run_one(splits[i], sdir)
+    if distributed.is_main():
+        done = sdir / "result.json"
+        tmp = done.with_suffix(".tmp")
+        tmp.write_text(json.dumps(res, indent=1))
+        os.replace(tmp, done)
+    distributed.barrier()   # no rank starts the next split before the result is on disk
+    return res
+
+
+_FORKED_TASK: tuple | None = None   # (splits, out, run_one), set just before the fork
+
+
+def _forked_split(i: int) -> dict:
+    torch.set_num_threads(1)        # the jobs share the cores; one thread each
+    splits, out, run_one = _FORKED_TASK
+    return _one_split(splits, out, run_one, i)
+
+
+def _each_split_parallel(splits, out, run_one, todo, jobs, results) -> None:
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
+    global _FORKED_TASK
+    _FORKED_TASK = (splits, out, run_one)
+    try:
+        # fork, not spawn: the closure and the features are inherited, never pickled; a
+        # worker that dies (out of memory) raises BrokenProcessPool here instead of hanging
+        with ProcessPoolExecutor(jobs, mp_context=multiprocessing.get_context("fork")) as ex:
+            for i, res in zip(todo, ex.map(_forked_split, todo)):
+                results[i] = res
+    finally:
+        _FORKED_TASK = None
+
+
+def split_jobs(cfg: ExperimentConfig, device: str, frozen: bool) -> int:
+    """How many splits train at once: ``train.jobs`` ("auto": one per usable core), but one
+    where a split needs the whole machine (fine-tuning, a GPU) or under torchrun."""
+    jobs = cfg.train.jobs
+    if jobs == "auto":
+        jobs = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    if not isinstance(jobs, int) or jobs < 1:
+        raise ConfigError(f"train.jobs must be a positive integer or 'auto', got {jobs!r}.")
+    if not frozen or device != "cpu" or distributed.active():
+        return 1
+    return jobs
 
 
 def run_splits(cfg: ExperimentConfig, prep: Prepared, splits: list, out: Path,
                resume: bool, device: str, log=print) -> list[dict]:
     """One training per split; a split with a ``result.json`` is skipped on resume."""
     return each_split(splits, out, resume, lambda split, sdir: run_split(
-        cfg, split, prep.manifest, prep.feats, prep.backbone, sdir, resume, device, log))
+        cfg, split, prep.manifest, prep.feats, prep.backbone, sdir, resume, device, log),
+        jobs=split_jobs(cfg, device, prep.feats is not None))
 
 
 def run_experiment(cfg: ExperimentConfig, out: str | Path, resume: bool = False,

@@ -228,7 +228,12 @@ def make_optimizer(model: IQAModel, cfg: ExperimentConfig, steps_per_epoch: int)
     groups = [{"params": rest, "lr": t.lr}]
     if backbone:
         groups.append({"params": backbone, "lr": t.lr * t.backbone_lr_mult})
-    opt = torch.optim.AdamW(groups, lr=t.lr, weight_decay=t.weight_decay)
+    # fused: one kernel for all parameters instead of a Python loop over them; on small
+    # heads over cached features the per-tensor loop was a third of each step's time
+    params = [p for g in groups for p in g["params"]]
+    fused = bool(params) and all(p.device.type in ("cpu", "cuda") and p.is_floating_point()
+                                 for p in params)
+    opt = torch.optim.AdamW(groups, lr=t.lr, weight_decay=t.weight_decay, fused=fused or None)
     if t.scheduler == "cosine":
         sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda e: cosine_factor(e, t))
     elif t.scheduler == "step":
