@@ -94,3 +94,20 @@ def test_damaged_entry_is_recomputed_with_warning(images, tmp_path):
 def test_no_temporary_files_left(images, tmp_path):
     extract_features(images, TinyBackbone(), spec(), tmp_path / "c", workers=0)
     assert not list((tmp_path / "c").rglob("*.tmp*"))
+
+
+def test_native_resolution_mixes_image_sizes(tmp_path):
+    """No crop: images keep their own sizes; each gets the features it would get alone."""
+    rng = np.random.default_rng(1)
+    paths = []
+    for i, (h, w) in enumerate([(40, 48), (56, 40), (40, 48), (64, 64)]):
+        p = tmp_path / f"n{i}.png"
+        Image.fromarray(rng.integers(0, 255, (h, w, 3), dtype=np.uint8)).save(p)
+        paths.append(str(p))
+    bb = TinyBackbone()
+    together = extract_features(paths, bb, spec(crop=None), tmp_path / "a", batch_size=4,
+                                workers=0)
+    alone = np.concatenate([extract_features([p], bb, spec(crop=None), tmp_path / "b",
+                                             workers=0) for p in paths])
+    np.testing.assert_allclose(together, alone, rtol=1e-5, atol=1e-6)
+    assert not np.allclose(together[0], together[1])

@@ -97,6 +97,20 @@ def compute_features(backbone, images: torch.Tensor, spec: FeatureSpec) -> torch
     return torch.cat(outs, dim=1).float()
 
 
+def _features_of(backbone, images: list[torch.Tensor], spec: FeatureSpec) -> torch.Tensor:
+    """A list of (3, H, W) crops -> (B, D), in order. Images of one size share a forward
+    pass; without a crop (native resolution) sizes differ and cannot be stacked together."""
+    groups: dict[tuple, list[int]] = {}
+    for i, x in enumerate(images):
+        groups.setdefault(tuple(x.shape), []).append(i)
+    out: list = [None] * len(images)
+    for idx in groups.values():
+        feats = compute_features(backbone, torch.stack([images[i] for i in idx]), spec)
+        for j, i in enumerate(idx):
+            out[i] = feats[j]
+    return torch.stack(out)
+
+
 class _CropSet(Dataset):
     """Decodes and crops in worker processes so the model never waits for JPEG decoding."""
 
@@ -191,14 +205,14 @@ def extract_features(paths: Sequence[str], backbone, spec: FeatureSpec,
     if todo:
         workers = min(2, os.cpu_count() or 1) if workers is None else workers
         loader = DataLoader(_CropSet([paths[i] for i in todo], spec, backbone.mean, backbone.std),
-                            batch_size=batch_size, num_workers=workers,
+                            batch_size=batch_size, num_workers=workers, collate_fn=list,
                             persistent_workers=False, prefetch_factor=4 if workers else None)
         backbone.eval().to(memory_format=torch.channels_last)  # ~1.6x faster convs on CPU
         done = 0
         for batch in progress(loader, total=len(loader), desc="extracting features",
                               enable=show_progress):
             t = time.perf_counter()
-            out = compute_features(backbone, batch, spec).numpy()   # (B, D)
+            out = _features_of(backbone, batch, spec).numpy()       # (B, D)
             stats.seconds_forward += time.perf_counter() - t
             for row in out:
                 i = todo[done]
