@@ -34,7 +34,7 @@ def forward_only(model, paths, batch_size: int) -> float:
         return len(paths) / (time.perf_counter() - t)
 
 
-def pipeline(model, paths, batch_size: int, workers: int, decode: str = "threads") -> float:
+def pipeline(model, paths, batch_size: int, workers: int, decode: str) -> float:
     t = time.perf_counter()
     n = sum(1 for r in iter_scores(model, paths, batch_size, workers, show_progress=False,
                                    decode=decode) if r.score is not None)
@@ -86,7 +86,7 @@ def main() -> None:
     model = load_model(args.model).eval()
     model.backbone.to(memory_format=torch.channels_last)
     fwd = forward_only(model, paths, args.batch_size)
-    pipe = pipeline(model, paths, args.batch_size, args.workers)          # processes (default)
+    pipe = pipeline(model, paths, args.batch_size, args.workers, decode="processes")
     threads = pipeline(model, paths, args.batch_size, args.workers, decode="threads")
     fwd = max(fwd, forward_only(model, paths, args.batch_size))  # best of two: the ceiling
     slow = naive(model, paths[: max(32, args.limit // 4)])

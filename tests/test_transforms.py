@@ -53,3 +53,27 @@ def test_native_crop_decodes_at_full_resolution(tmp_path):
     assert t.load(str(p)).size == (1000, 800)
     resized = Transform(200, 100, "center", 1, (0.0,) * 3, (1.0,) * 3)
     assert min(resized.load(str(p)).size) == 200
+
+
+@pytest.mark.parametrize("size,short,crop", [((600, 300), 128, 96), ((300, 300), 256, 224),
+                                             ((90, 120), 128, 128), ((200, 150), 150, 96)])
+def test_centre_crop_from_source_box_matches_resize_then_crop(tmp_path, size, short, crop):
+    """The fast centre crop (resampling only the crop's source box) gives the pixels of
+    resize-then-crop up to rounding of Pillow's fixed-point filter weights."""
+    from mixiqa.data.transforms import ensure_min_side, open_rgb, resize_short
+
+    rng = np.random.default_rng(3)
+    smooth = Image.fromarray(rng.integers(0, 255, (size[1] // 10 + 1, size[0] // 10 + 1, 3),
+                                          dtype=np.uint8)).resize(size, Image.BILINEAR)
+    p = tmp_path / "s.png"
+    smooth.save(p)
+    t = Transform(short, crop, "center", 1, (0.5,) * 3, (0.25,) * 3)
+    im = ensure_min_side(resize_short(open_rgb(str(p)), short), crop)
+    x, y = (im.size[0] - crop) // 2, (im.size[1] - crop) // 2
+    ref = torch.from_numpy(np.array(im.crop((x, y, x + crop, y + crop)))).permute(2, 0, 1)
+    fast = t.pixels(str(p))
+    assert fast.dtype == torch.uint8 and fast.shape == (3, crop, crop)
+    diff = (fast.int() - ref.int()).abs()
+    assert diff.max() <= 4 and (diff > 0).float().mean() < 0.01
+    # the float path is the same pixels, normalised: (x / 255 - mean) / std
+    torch.testing.assert_close(t(str(p)), (fast.float() / 255 - 0.5) / 0.25)

@@ -24,10 +24,11 @@ from safetensors import SafetensorError
 from safetensors.numpy import save_file
 from torch.utils.data import DataLoader, Dataset
 
-from mixiqa.data.transforms import Transform
+from mixiqa.data.transforms import Transform, same_shape_groups
 from mixiqa.progress import progress
 
-CACHE_VERSION = 2  # 2: no reduced-size JPEG decoding unless the spec resizes
+CACHE_VERSION = 3  # 2: no reduced-size JPEG decoding unless the spec resizes;
+                   # 3: centre crops resampled straight from the source box
 
 
 def default_cache_dir() -> Path:
@@ -97,33 +98,29 @@ def compute_features(backbone, images: torch.Tensor, spec: FeatureSpec) -> torch
     return torch.cat(outs, dim=1).float()
 
 
-def _features_of(backbone, images: list[torch.Tensor], spec: FeatureSpec) -> torch.Tensor:
-    """A list of (3, H, W) crops -> (B, D), in order. Images of one size share a forward
-    pass; without a crop (native resolution) sizes differ and cannot be stacked together."""
-    groups: dict[tuple, list[int]] = {}
-    for i, x in enumerate(images):
-        groups.setdefault(tuple(x.shape), []).append(i)
+def _features_of(backbone, images: list[torch.Tensor], spec: FeatureSpec,
+                 transform: Transform) -> torch.Tensor:
+    """A list of uint8 (3, H, W) crops -> (B, D), in order. Images of one size share a
+    forward pass; without a crop (native resolution) sizes differ and cannot be stacked."""
     out: list = [None] * len(images)
-    for idx in groups.values():
-        feats = compute_features(backbone, torch.stack([images[i] for i in idx]), spec)
-        for j, i in enumerate(idx):
-            out[i] = feats[j]
+    for idx in same_shape_groups(images):
+        x = transform.normalize(torch.stack([images[i] for i in idx]))
+        for i, f in zip(idx, compute_features(backbone, x, spec)):
+            out[i] = f
     return torch.stack(out)
 
 
 class _CropSet(Dataset):
     """Decodes and crops in worker processes so the model never waits for JPEG decoding."""
 
-    def __init__(self, paths: Sequence[str], spec: FeatureSpec, mean, std):
-        self.paths, self.spec, self.mean, self.std = list(paths), spec, mean, std
+    def __init__(self, paths: Sequence[str], transform: Transform):
+        self.paths, self.transform = list(paths), transform
 
     def __len__(self) -> int:
         return len(self.paths)
 
     def __getitem__(self, i: int) -> torch.Tensor:
-        s = self.spec
-        t = Transform(s.short, s.crop, "center", 1, tuple(self.mean), tuple(self.std))
-        return t(self.paths[i])                                        # (3, H, W)
+        return self.transform.pixels(self.paths[i])                    # uint8 (3, H, W)
 
 
 class FeatureCache:
@@ -204,7 +201,9 @@ def extract_features(paths: Sequence[str], backbone, spec: FeatureSpec,
     stats.total, stats.cached, stats.computed = len(paths), len(paths) - len(todo), len(todo)
     if todo:
         workers = min(2, os.cpu_count() or 1) if workers is None else workers
-        loader = DataLoader(_CropSet([paths[i] for i in todo], spec, backbone.mean, backbone.std),
+        tf = Transform(spec.short, spec.crop, "center", 1, tuple(backbone.mean),
+                       tuple(backbone.std))
+        loader = DataLoader(_CropSet([paths[i] for i in todo], tf),
                             batch_size=batch_size, num_workers=workers, collate_fn=list,
                             persistent_workers=False, prefetch_factor=4 if workers else None)
         backbone.eval().to(memory_format=torch.channels_last)  # ~1.6x faster convs on CPU
@@ -212,7 +211,7 @@ def extract_features(paths: Sequence[str], backbone, spec: FeatureSpec,
         for batch in progress(loader, total=len(loader), desc="extracting features",
                               enable=show_progress):
             t = time.perf_counter()
-            out = _features_of(backbone, batch, spec).numpy()       # (B, D)
+            out = _features_of(backbone, batch, spec, tf).numpy()       # (B, D)
             stats.seconds_forward += time.perf_counter() - t
             for row in out:
                 i = todo[done]

@@ -55,10 +55,36 @@ def ensure_min_side(im: Image.Image, side: int | None) -> Image.Image:
     return resize_short(im, side) if side and min(im.size) < side else im
 
 
-def to_tensor(im: Image.Image, mean, std) -> torch.Tensor:
-    """(H, W, 3) uint8 image -> normalised (3, H, W) float tensor."""
-    x = torch.from_numpy(np.asarray(im, dtype=np.uint8).copy()).permute(2, 0, 1).float() / 255
-    return (x - torch.tensor(mean).view(3, 1, 1)) / torch.tensor(std).view(3, 1, 1)
+def as_chw(im: Image.Image) -> torch.Tensor:
+    """(H, W, 3) uint8 image -> (3, H, W) uint8 tensor."""
+    return torch.from_numpy(np.array(im, dtype=np.uint8)).permute(2, 0, 1)
+
+
+def same_shape_groups(tensors: list[torch.Tensor]) -> list[list[int]]:
+    """Indices of ``tensors`` grouped by shape, first-seen order: inputs at native
+    resolution differ in size, and only tensors of one shape stack into a batch."""
+    groups: dict[tuple, list[int]] = {}
+    for i, x in enumerate(tensors):
+        groups.setdefault(tuple(x.shape), []).append(i)
+    return list(groups.values())
+
+
+def center_crop_resized(im: Image.Image, short: int, crop: int) -> Image.Image:
+    """The centre ``crop`` of ``im`` resized to short side ``short``, computing only the
+    crop's pixels: Pillow resamples just the source box that maps onto them (same filter
+    scale and sample positions as resizing the whole image, then cropping)."""
+    w, h = im.size
+    s = short / min(w, h)
+    rw, rh = max(1, round(w * s)), max(1, round(h * s))       # the full resized size
+    if min(rw, rh) < crop:                                     # upscale so the crop fits
+        return center_crop_resized(im, crop, crop)
+    if (rw, rh) == (w, h):
+        x, y = (w - crop) // 2, (h - crop) // 2
+        return im.crop((x, y, x + crop, y + crop))
+    x, y = (rw - crop) // 2, (rh - crop) // 2
+    sx, sy = w / rw, h / rh                                    # resized -> source pixels
+    box = (x * sx, y * sy, (x + crop) * sx, (y + crop) * sy)
+    return im.resize((crop, crop), Image.BICUBIC, box=box)
 
 
 @dataclass(frozen=True)
@@ -94,12 +120,26 @@ class Transform:
 
     def __call__(self, path: str, rng: np.random.Generator | None = None) -> torch.Tensor:
         """Image file -> (3, crop, crop), or (n_crops, 3, crop, crop) in grid mode."""
+        return self.normalize(self.pixels(path, rng))
+
+    def pixels(self, path: str, rng: np.random.Generator | None = None) -> torch.Tensor:
+        """Like ``__call__`` but uint8 and not normalised: a decoding worker hands a quarter
+        of the bytes to the model process, which normalises whole batches at once."""
+        if self.mode == "center" and self.crop and self.short:
+            return as_chw(center_crop_resized(open_rgb(path, min_side=self.short),
+                                              self.short, self.crop))
         im = self.load(path)
         if self.crop is None:
-            return to_tensor(im, self.mean, self.std)
-        boxes = self.boxes(im.size, rng)
-        crops = [to_tensor(im.crop(b), self.mean, self.std) for b in boxes]
+            return as_chw(im)
+        crops = [as_chw(im.crop(b)) for b in self.boxes(im.size, rng)]
         return crops[0] if self.mode != "grid" else torch.stack(crops)
+
+    def normalize(self, x: torch.Tensor) -> torch.Tensor:
+        """uint8 (..., 3, H, W) -> normalised float, one pass: x * (1/255/std) - mean/std."""
+        mean, std = torch.tensor(self.mean), torch.tensor(self.std)
+        shape = (3, 1, 1)
+        return torch.addcmul((-mean / std).view(shape), x.float(),
+                             (1 / (255 * std)).view(shape))
 
     def boxes(self, size: tuple[int, int], rng: np.random.Generator | None) -> list[tuple]:
         w, h = size
