@@ -111,3 +111,16 @@ def test_native_resolution_mixes_image_sizes(tmp_path):
                                              workers=0) for p in paths])
     np.testing.assert_allclose(together, alone, rtol=1e-5, atol=1e-6)
     assert not np.allclose(together[0], together[1])
+
+
+def test_meanstd_plus_avg_is_both_poolings_from_one_pass():
+    from mixiqa.features import pool_features
+    from mixiqa.models.backbones import create_backbone
+
+    bb = create_backbone("efficientnet_lite0", weights="offline").eval()
+    x = torch.randn(2, 3, 64, 80)
+    with torch.inference_mode():
+        both = pool_features(bb, x, "meanstd+avg")
+        parts = torch.cat([pool_features(bb, x, "meanstd"), pool_features(bb, x, "avg")], 1)
+    assert both.shape == (2, 2 * sum(bb.stage_channels) + bb.num_features)
+    torch.testing.assert_close(both, parts, rtol=1e-4, atol=1e-5)

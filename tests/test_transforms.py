@@ -77,3 +77,16 @@ def test_centre_crop_from_source_box_matches_resize_then_crop(tmp_path, size, sh
     assert diff.max() <= 4 and (diff > 0).float().mean() < 0.01
     # the float path is the same pixels, normalised: (x / 255 - mean) / std
     torch.testing.assert_close(t(str(p)), (fast.float() / 255 - 0.5) / 0.25)
+
+
+def test_max_short_keeps_native_pixels_up_to_the_cap(tmp_path):
+    rng = np.random.default_rng(4)
+    small, big = tmp_path / "small.png", tmp_path / "big.png"
+    Image.fromarray(rng.integers(0, 255, (60, 80, 3), dtype=np.uint8)).save(small)
+    Image.fromarray(rng.integers(0, 255, (200, 300, 3), dtype=np.uint8)).save(big)
+    t = Transform(None, None, "center", 1, (0.5,) * 3, (0.5,) * 3, max_short=100)
+    assert tuple(t.pixels(str(small)).shape) == (3, 60, 80)           # untouched
+    assert torch.equal(t.pixels(str(small)).permute(1, 2, 0),
+                       torch.from_numpy(np.array(Image.open(small))))
+    assert tuple(t.pixels(str(big)).shape) == (3, 100, 150)           # shrunk to the cap
+    assert "max100" in t.spec and "max" not in Transform(None, None, "center").spec

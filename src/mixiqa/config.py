@@ -48,10 +48,11 @@ class ModelConfig:
     freeze: bool = True               # frozen backbone -> trains on cached features
     head: str = "mlp"
     head_kwargs: dict = field(default_factory=dict)
-    pooling: str = "meanstd"          # frozen path: avg | meanstd
+    pooling: str = "meanstd"          # frozen path: avg | meanstd | meanstd+avg
     scales: tuple = (1.0, 0.5)        # frozen path: image scales
     feature_short: int | None = None  # frozen path: resize before the crop
     feature_crop: int | None = 384    # frozen path: centre crop
+    feature_max_short: int | None = None  # frozen path: shrink larger images to this short side
 
 
 @dataclass

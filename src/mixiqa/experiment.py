@@ -97,7 +97,7 @@ def feature_spec(cfg: ExperimentConfig):
 
     m = cfg.model
     return FeatureSpec(m.backbone, m.weights, m.feature_short, m.feature_crop,
-                       tuple(m.scales), m.pooling)
+                       tuple(m.scales), m.pooling, m.feature_max_short)
 
 
 def post_fit(model: IQAModel, method: Method, inputs, rows: Manifest, device) -> None:

@@ -48,6 +48,10 @@ class FeatureSpec:
         scales: Image scales to extract at, e.g. (1.0, 0.5) as in Re-IQA.
         pooling: ``avg`` (global average of the last feature map) or ``meanstd`` (per-channel
             mean and std of every stage: low-level statistics matter for quality).
+        max_short: Shrink an image whose short side is larger to this (None: no limit).
+            With ``short`` and ``crop`` None, images up to this size keep their native
+            pixels (distortions intact) while a 12-megapixel photo is brought to the scale
+            the model was trained at.
     """
 
     backbone: str = "efficientnet_lite0"
@@ -56,6 +60,7 @@ class FeatureSpec:
     crop: int | None = 384
     scales: tuple[float, ...] = (1.0,)
     pooling: str = "avg"
+    max_short: int | None = None
 
     def key(self, weights_id: str) -> str:
         blob = json.dumps({**asdict(self), "weights_id": weights_id, "v": CACHE_VERSION},
@@ -77,13 +82,18 @@ def pool_features(backbone, x: torch.Tensor, pooling: str) -> torch.Tensor:
     if pooling == "avg":
         f = backbone.forward_features(x)
         return f.mean(dim=(2, 3)) if f.ndim == 4 else f.mean(dim=1)   # (B, C)
-    if pooling == "meanstd":
+    if pooling in ("meanstd", "meanstd+avg"):
+        if pooling == "meanstd":
+            stages, extra = backbone.forward_stages(x), []
+        else:    # plus the last map's average: the content (semantic) features, one pass
+            stages, final = backbone.forward_stages_and_features(x)
+            extra = [final.mean(dim=(2, 3)) if final.ndim == 4 else final.mean(dim=1)]
         parts = []
-        for f in backbone.forward_stages(x):                            # (B, C_i, h_i, w_i)
+        for f in stages:                                                # (B, C_i, h_i, w_i)
             flat = f.flatten(2)
             parts += [flat.mean(-1), flat.std(-1, unbiased=False)]
-        return torch.cat(parts, dim=1)                                 # (B, 2 * sum C_i)
-    raise ValueError(f"unknown pooling '{pooling}' (avg or meanstd)")
+        return torch.cat(parts + extra, dim=1)               # (B, 2 * sum C_i [+ C])
+    raise ValueError(f"unknown pooling '{pooling}' (avg, meanstd or meanstd+avg)")
 
 
 @torch.inference_mode()
@@ -202,7 +212,7 @@ def extract_features(paths: Sequence[str], backbone, spec: FeatureSpec,
     if todo:
         workers = min(2, os.cpu_count() or 1) if workers is None else workers
         tf = Transform(spec.short, spec.crop, "center", 1, tuple(backbone.mean),
-                       tuple(backbone.std))
+                       tuple(backbone.std), spec.max_short)
         loader = DataLoader(_CropSet([paths[i] for i in todo], tf),
                             batch_size=batch_size, num_workers=workers, collate_fn=list,
                             persistent_workers=False, prefetch_factor=4 if workers else None)

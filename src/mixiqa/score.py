@@ -52,7 +52,8 @@ def model_transform(model) -> "callable":
     bb = model.backbone
     f = model.meta.get("features")
     if f:
-        return Transform(f["short"], f["crop"], "center", 1, tuple(bb.mean), tuple(bb.std))
+        return Transform(f["short"], f["crop"], "center", 1, tuple(bb.mean), tuple(bb.std),
+                         f.get("max_short"))
     return Transform(model.meta.get("eval", {}).get("short", 768), None, "center", 1,
                      tuple(bb.mean), tuple(bb.std))
 

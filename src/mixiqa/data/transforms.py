@@ -97,6 +97,7 @@ class Transform:
         mode: ``random`` (training), ``center`` or ``grid`` (``n_crops`` crops on a grid).
         n_crops: Number of crops in ``grid`` mode.
         mean, std: Normalisation of the backbone.
+        max_short: Shrink images whose short side is larger to this first (None: no limit).
     """
 
     short: int | None = 512
@@ -105,17 +106,23 @@ class Transform:
     n_crops: int = 1
     mean: tuple = (0.485, 0.456, 0.406)
     std: tuple = (0.229, 0.224, 0.225)
+    max_short: int | None = None
 
     @property
     def spec(self) -> str:
+        cap = f"-max{self.max_short}" if self.max_short else ""
         return (f"short{self.short}-crop{self.crop}-{self.mode}{self.n_crops}-"
-                f"mean{','.join(f'{m:g}' for m in self.mean)}-std{','.join(f'{s:g}' for s in self.std)}")
+                f"mean{','.join(f'{m:g}' for m in self.mean)}-std{','.join(f'{s:g}' for s in self.std)}"
+                + cap)
 
     def load(self, path: str) -> Image.Image:
         # draft decoding only when resizing anyway: a crop at native resolution must see
         # native pixels, whatever the file format
-        im = open_rgb(path, min_side=self.short)
-        im = resize_short(im, self.short) if self.short else im
+        im = open_rgb(path, min_side=self.short or self.max_short)
+        short = self.short
+        if short is None and self.max_short and min(im.size) > self.max_short:
+            short = self.max_short              # native pixels unless larger than the cap
+        im = resize_short(im, short) if short else im
         return ensure_min_side(im, self.crop)
 
     def __call__(self, path: str, rng: np.random.Generator | None = None) -> torch.Tensor:

@@ -168,19 +168,34 @@ class TimmBackbone(Backbone):
                                                         intermediates_only=True)
             except NotImplementedError:
                 pass
-        return self._stages_by_hooks(x)  # models without forward_intermediates
+        return self._stages_by_hooks(x)[0]  # models without forward_intermediates
 
-    def _stages_by_hooks(self, x: torch.Tensor) -> list[torch.Tensor]:
+    def forward_stages_and_features(self, x: torch.Tensor) -> tuple[list[torch.Tensor],
+                                                                    torch.Tensor]:
+        """Every stage's map and ``forward_features`` from one pass through the network."""
+        if hasattr(self.model, "forward_intermediates"):
+            try:
+                final, stages = self.model.forward_intermediates(
+                    x, indices=self.stage_indices, intermediates_only=False)
+                if getattr(self.model, "output_fmt", "NCHW") == "NHWC":
+                    final = final.permute(0, 3, 1, 2)
+                return stages, final[:, self.num_prefix_tokens:] if self.is_vit else final
+            except NotImplementedError:
+                pass
+        stages, final = self._stages_by_hooks(x)
+        return stages, final[:, self.num_prefix_tokens:] if self.is_vit else final
+
+    def _stages_by_hooks(self, x: torch.Tensor) -> tuple[list[torch.Tensor], torch.Tensor]:
         modules = dict(self.model.named_modules())
         outs: list[torch.Tensor] = []
         hooks = [modules[self.model.feature_info[i]["module"]].register_forward_hook(
             lambda _m, _i, out: outs.append(out)) for i in self.stage_indices]
         try:
-            self.model.forward_features(x)
+            final = self._features(x)
         finally:
             for h in hooks:
                 h.remove()
-        return outs
+        return outs, final
 
     def classify(self, x: torch.Tensor) -> torch.Tensor:
         """ImageNet logits (B, 1000); only for a backbone created with ``classifier=True``."""
