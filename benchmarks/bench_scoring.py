@@ -18,14 +18,20 @@ from datetime import date
 
 import torch
 
+from mixiqa.data.transforms import CPU_BATCH_PIXELS, same_shape_groups
 from mixiqa.models.iqa import load_model
 from mixiqa.score import expand_inputs, iter_scores, model_transform
 
 
 def forward_only(model, paths, batch_size: int) -> float:
+    """The model alone on the pipeline's forward passes (same images per pass: a batch cut
+    to CPU_BATCH_PIXELS, as the pipeline does), decoded and normalised beforehand."""
     tf = model_transform(model)
-    batches = [torch.stack([tf(p) for p in paths[i:i + batch_size]])
-               for i in range(0, len(paths), batch_size)]          # decoded beforehand
+    batches = []
+    for i in range(0, len(paths), batch_size):
+        xs = [tf(p) for p in paths[i:i + batch_size]]
+        batches += [torch.stack([xs[j] for j in g])
+                    for g in same_shape_groups(xs, CPU_BATCH_PIXELS)]
     with torch.inference_mode():
         model(batches[0][:2].contiguous(memory_format=torch.channels_last))     # warm-up
         t = time.perf_counter()

@@ -90,3 +90,12 @@ def test_max_short_keeps_native_pixels_up_to_the_cap(tmp_path):
                        torch.from_numpy(np.array(Image.open(small))))
     assert tuple(t.pixels(str(big)).shape) == (3, 100, 150)           # shrunk to the cap
     assert "max100" in t.spec and "max" not in Transform(None, None, "center").spec
+
+
+def test_same_shape_groups_cut_by_pixels():
+    from mixiqa.data.transforms import same_shape_groups
+
+    xs = [torch.zeros(3, 4, 4), torch.zeros(3, 2, 2), torch.zeros(3, 4, 4), torch.zeros(3, 4, 4)]
+    assert same_shape_groups(xs) == [[0, 2, 3], [1]]
+    assert same_shape_groups(xs, max_pixels=32) == [[0, 2], [3], [1]]     # two 4x4 per pass
+    assert same_shape_groups(xs, max_pixels=1) == [[0], [2], [3], [1]]    # never empty

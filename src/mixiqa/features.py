@@ -24,7 +24,7 @@ from safetensors import SafetensorError
 from safetensors.numpy import save_file
 from torch.utils.data import DataLoader, Dataset
 
-from mixiqa.data.transforms import Transform, same_shape_groups
+from mixiqa.data.transforms import CPU_BATCH_PIXELS, Transform, same_shape_groups
 from mixiqa.progress import progress
 
 CACHE_VERSION = 3  # 2: no reduced-size JPEG decoding unless the spec resizes;
@@ -113,7 +113,9 @@ def _features_of(backbone, images: list[torch.Tensor], spec: FeatureSpec,
     """A list of uint8 (3, H, W) crops -> (B, D), in order. Images of one size share a
     forward pass; without a crop (native resolution) sizes differ and cannot be stacked."""
     out: list = [None] * len(images)
-    for idx in same_shape_groups(images):
+    p = next(backbone.parameters(), None)
+    cpu = p is None or p.device.type == "cpu"
+    for idx in same_shape_groups(images, CPU_BATCH_PIXELS if cpu else None):
         x = transform.normalize(torch.stack([images[i] for i in idx]))
         for i, f in zip(idx, compute_features(backbone, x, spec)):
             out[i] = f

@@ -19,7 +19,7 @@ from typing import Iterable, Iterator, Sequence
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-from mixiqa.data.transforms import same_shape_groups
+from mixiqa.data.transforms import CPU_BATCH_PIXELS, same_shape_groups
 from mixiqa.errors import DataError
 from mixiqa.progress import progress
 
@@ -105,13 +105,14 @@ def iter_scores(model, paths: Sequence[str], batch_size: int = 16, workers: int 
     batches = (_thread_batches(_Images(paths, tf), batch_size, workers) if decode == "threads"
                else DataLoader(_Images(paths, tf), batch_size=batch_size, num_workers=workers,
                                collate_fn=_keep, prefetch_factor=2 if workers else None))
+    max_pixels = CPU_BATCH_PIXELS if device == "cpu" else None   # forward passes, see there
     n_batches = (len(paths) + batch_size - 1) // batch_size
     bar = progress(batches, total=n_batches, desc="scoring", enable=show_progress)
     with torch.inference_mode():
         for batch in bar:
             good = [(i, x) for i, x, _ in batch if x is not None]
             scores: dict[int, float] = {}
-            for group in same_shape_groups([x for _, x in good]):  # sizes may differ
+            for group in same_shape_groups([x for _, x in good], max_pixels):
                 idx = [good[j][0] for j in group]
                 x = torch.stack([good[j][1] for j in group]).to(device)  # uint8 (B, 3, H, W)
                 x = tf.normalize(x).contiguous(memory_format=torch.channels_last)

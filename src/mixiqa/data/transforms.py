@@ -60,13 +60,27 @@ def as_chw(im: Image.Image) -> torch.Tensor:
     return torch.from_numpy(np.array(im, dtype=np.uint8)).permute(2, 0, 1)
 
 
-def same_shape_groups(tensors: list[torch.Tensor]) -> list[list[int]]:
+# Pixels per forward pass on a CPU. Larger batches allocate activation buffers of hundreds
+# of MB that glibc maps fresh from the kernel at every layer: at 32 images of 512 x 512
+# the page faults cost more system time than the convolutions (benchmarks/README.md).
+CPU_BATCH_PIXELS = 2 * 512 * 512
+
+
+def same_shape_groups(tensors: list[torch.Tensor], max_pixels: int | None = None
+                      ) -> list[list[int]]:
     """Indices of ``tensors`` grouped by shape, first-seen order: inputs at native
-    resolution differ in size, and only tensors of one shape stack into a batch."""
+    resolution differ in size, and only tensors of one shape stack into a batch. With
+    ``max_pixels``, a group is cut so that no batch holds more pixels (at least one image)."""
     groups: dict[tuple, list[int]] = {}
     for i, x in enumerate(tensors):
         groups.setdefault(tuple(x.shape), []).append(i)
-    return list(groups.values())
+    if not max_pixels:
+        return list(groups.values())
+    out = []
+    for shape, idx in groups.items():
+        n = max(1, max_pixels // (shape[-1] * shape[-2]))
+        out += [idx[k:k + n] for k in range(0, len(idx), n)]
+    return out
 
 
 def center_crop_resized(im: Image.Image, short: int, crop: int) -> Image.Image:
