@@ -9,7 +9,6 @@ The shipped model reports scores on CLIVE's MOS scale through its CLIVE mapper, 
 
 from __future__ import annotations
 
-import shutil
 import sys
 from pathlib import Path
 
@@ -22,8 +21,8 @@ def main() -> None:
     src = resolve_model_folder(Path(sys.argv[1]))
     model = load_model(src, with_backbone=False)
     model.meta["output"] = {"scale": "clive", "clip": [0.0, 100.0]}
-    if DEST.exists():
-        shutil.rmtree(DEST)
+    for f in ("model.json", "model.safetensors"):    # README.md (terms, recipe) stays
+        (DEST / f).unlink(missing_ok=True)
     save_model(model, DEST)
     print(f"shipped {src} -> {DEST}")
 
