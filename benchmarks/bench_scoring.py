@@ -24,19 +24,20 @@ from mixiqa.score import expand_inputs, iter_scores, model_transform
 
 
 def forward_only(model, paths, batch_size: int) -> float:
-    """The model alone on the pipeline's forward passes (same images per pass: a batch cut
-    to CPU_BATCH_PIXELS, as the pipeline does), decoded and normalised beforehand."""
+    """The model alone on the pipeline's forward passes: the same uint8 pixels, decoded
+    beforehand, cut into the same passes (CPU_BATCH_PIXELS) and normalised per pass as the
+    pipeline does; only decoding is left out."""
     tf = model_transform(model)
-    batches = []
+    passes = []
     for i in range(0, len(paths), batch_size):
-        xs = [tf(p) for p in paths[i:i + batch_size]]
-        batches += [torch.stack([xs[j] for j in g])
-                    for g in same_shape_groups(xs, CPU_BATCH_PIXELS)]
+        xs = [tf.pixels(p) for p in paths[i:i + batch_size]]             # uint8 (3, H, W)
+        passes += [torch.stack([xs[j] for j in g])
+                   for g in same_shape_groups(xs, CPU_BATCH_PIXELS)]
     with torch.inference_mode():
-        model(batches[0][:2].contiguous(memory_format=torch.channels_last))     # warm-up
+        model(tf.normalize(passes[0][:1]).contiguous(memory_format=torch.channels_last))
         t = time.perf_counter()
-        for x in batches:
-            model(x.contiguous(memory_format=torch.channels_last))
+        for x in passes:
+            model(tf.normalize(x).contiguous(memory_format=torch.channels_last))
         return len(paths) / (time.perf_counter() - t)
 
 
