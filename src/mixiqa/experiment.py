@@ -21,6 +21,7 @@ from mixiqa import __version__, distributed
 from mixiqa.config import ExperimentConfig
 from mixiqa.data.manifest import Manifest
 from mixiqa.errors import ConfigError
+from mixiqa.progress import progress
 from mixiqa.methods import Method, get_method
 from mixiqa.models.iqa import IQAModel, build_model, save_model
 from mixiqa.train import (FeatureInputs, ImageInputs, fit_scales, oriented, predict,
@@ -295,6 +296,7 @@ _FORKED_TASK: tuple | None = None   # (splits, out, run_one), set just before th
 
 def _forked_split(i: int) -> dict:
     torch.set_num_threads(1)        # the jobs share the cores; one thread each
+    os.environ["MIXIQA_QUIET"] = "1"    # parallel bars would overwrite each other's line
     splits, out, run_one = _FORKED_TASK
     return _one_split(splits, out, run_one, i)
 
@@ -309,7 +311,9 @@ def _each_split_parallel(splits, out, run_one, todo, jobs, results) -> None:
         # fork, not spawn: the closure and the features are inherited, never pickled; a
         # worker that dies (out of memory) raises BrokenProcessPool here instead of hanging
         with ProcessPoolExecutor(jobs, mp_context=multiprocessing.get_context("fork")) as ex:
-            for i, res in zip(todo, ex.map(_forked_split, todo)):
+            done = progress(ex.map(_forked_split, todo), total=len(todo),
+                            desc=f"splits ({jobs} at once)")
+            for i, res in zip(todo, done):
                 results[i] = res
     finally:
         _FORKED_TASK = None
