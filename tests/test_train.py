@@ -205,8 +205,12 @@ def test_split_jobs_setting_is_checked(data):
     assert split_jobs(config(data, "naive", jobs="auto"), "cpu", True) >= 1
     assert split_jobs(config(data, "naive", jobs=4), "cpu", False) == 1   # fine-tuning
     assert split_jobs(config(data, "naive", jobs=4), "cuda", True) == 1
-    with pytest.raises(ConfigError, match="train.jobs"):
-        split_jobs(config(data, "naive", jobs=0), "cpu", True)
+    for bad in (0, "two", 1.5):    # refused when the config is read, before any work
+        with pytest.raises(ConfigError, match="train.jobs"):
+            config(data, "naive", jobs=bad)
+    with pytest.raises(ConfigError, match="feature_max_short"):
+        config_from_dict({**config(data, "naive").to_dict(),
+                          "model": {"feature_max_short": -5}})
 
 
 def test_parallel_split_error_reaches_the_caller(tmp_path):

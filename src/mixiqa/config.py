@@ -149,7 +149,19 @@ def config_from_dict(data: dict) -> ExperimentConfig:
     cfg.datasets = [_build(DataConfig, d, f"datasets[{i}]") for i, d in enumerate(datasets)]
     if not cfg.datasets:
         raise ConfigError("config: 'datasets' is empty; list at least one {name, root}.")
+    _check_values(cfg)
     return cfg
+
+
+def _check_values(cfg: ExperimentConfig) -> None:
+    """Values a run would only trip over after feature extraction: refuse them up front."""
+    jobs = cfg.train.jobs
+    if jobs != "auto" and (isinstance(jobs, bool) or not isinstance(jobs, int) or jobs < 1):
+        raise ConfigError(f"train.jobs must be a positive integer or 'auto', got {jobs!r}.")
+    cap = cfg.model.feature_max_short
+    if cap is not None and (isinstance(cap, bool) or not isinstance(cap, int) or cap < 1):
+        raise ConfigError(f"model.feature_max_short must be a positive number of pixels or "
+                          f"null, got {cap!r}.")
 
 
 def load_config(path: str | Path, overrides: list[str] = ()) -> ExperimentConfig:

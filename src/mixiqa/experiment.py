@@ -322,11 +322,9 @@ def _each_split_parallel(splits, out, run_one, todo, jobs, results) -> None:
 def split_jobs(cfg: ExperimentConfig, device: str, frozen: bool) -> int:
     """How many splits train at once: ``train.jobs`` ("auto": one per usable core), but one
     where a split needs the whole machine (fine-tuning, a GPU) or under torchrun."""
-    jobs = cfg.train.jobs
+    jobs = cfg.train.jobs                    # checked when the config was read
     if jobs == "auto":
         jobs = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    if not isinstance(jobs, int) or jobs < 1:
-        raise ConfigError(f"train.jobs must be a positive integer or 'auto', got {jobs!r}.")
     if not frozen or device != "cpu" or distributed.active():
         return 1
     return jobs

@@ -162,27 +162,30 @@ class TimmBackbone(Backbone):
         return BackboneOutput(f[:, self.num_prefix_tokens:], emb)
 
     def forward_stages(self, x: torch.Tensor) -> list[torch.Tensor]:
-        if hasattr(self.model, "forward_intermediates"):
-            try:
-                return self.model.forward_intermediates(x, indices=self.stage_indices,
-                                                        intermediates_only=True)
-            except NotImplementedError:
-                pass
-        return self._stages_by_hooks(x)[0]  # models without forward_intermediates
+        return self._stages(x, with_final=False)[0]
 
     def forward_stages_and_features(self, x: torch.Tensor) -> tuple[list[torch.Tensor],
                                                                     torch.Tensor]:
         """Every stage's map and ``forward_features`` from one pass through the network."""
+        return self._stages(x, with_final=True)
+
+    def _stages(self, x: torch.Tensor, with_final: bool):
+        """(stage maps, final features or None); without ``with_final`` timm stops after
+        the last stage asked for."""
         if hasattr(self.model, "forward_intermediates"):
             try:
-                final, stages = self.model.forward_intermediates(
-                    x, indices=self.stage_indices, intermediates_only=False)
+                out = self.model.forward_intermediates(x, indices=self.stage_indices,
+                                                       intermediates_only=not with_final)
+            except NotImplementedError:
+                out = None
+            if out is not None and not with_final:
+                return out, None
+            if out is not None:
+                final, stages = out
                 if getattr(self.model, "output_fmt", "NCHW") == "NHWC":
                     final = final.permute(0, 3, 1, 2)
                 return stages, final[:, self.num_prefix_tokens:] if self.is_vit else final
-            except NotImplementedError:
-                pass
-        stages, final = self._stages_by_hooks(x)
+        stages, final = self._stages_by_hooks(x)  # models without forward_intermediates
         return stages, final[:, self.num_prefix_tokens:] if self.is_vit else final
 
     def _stages_by_hooks(self, x: torch.Tensor) -> tuple[list[torch.Tensor], torch.Tensor]:
