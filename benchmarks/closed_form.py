@@ -27,19 +27,16 @@ from pathlib import Path
 
 import numpy as np
 from scipy.linalg import cho_factor, cho_solve
-from scipy.stats import spearmanr
 
 from mixiqa.config import load_config
+from mixiqa.evaluate import srcc
 from mixiqa.experiment import build_splits, prepare
+from mixiqa.train import oriented
 
 GAMMAS = (0.5, 1.0)          # k = exp(-gamma ||z - z'||^2 / D), as the kernel head
 ALPHAS = (0.03, 0.1, 0.3)    # ridge penalty
 LAMBDA = 2.0                 # multitask: weight of the per-dataset part
 NAMES = ("clive", "biq2021")
-
-
-def srcc(a, b) -> float:
-    return float(spearmanr(a, b).correlation)
 
 
 def gaussian(a: np.ndarray, b: np.ndarray, gamma: float) -> np.ndarray:
@@ -75,7 +72,7 @@ def fit_predict(model: str, z_tr, z_ev, dom_tr, dom_ev, t, gamma) -> dict[float,
 def run(feats, manifest, splits, part: str, grid) -> dict:
     """Per (model, gamma, alpha): per-dataset SRCC lists over splits on ``part`` rows."""
     pos = {k: i for i, k in enumerate(manifest.keys())}
-    y = np.array([r.score if r.higher_better else -r.score for r in manifest])
+    y = oriented(manifest)
     dom = np.array([r.dataset for r in manifest])
     res: dict = {}
     for split in splits:
