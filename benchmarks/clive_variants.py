@@ -1,0 +1,165 @@
+"""CLIVE feature variants under the closed-form regressor: does any cheap change to the
+frozen native features lift CLIVE towards the 0.80 goal?
+
+    uv run python benchmarks/clive_variants.py          # ~20 min first run, ~3 min cached
+
+Gaussian kernel ridge on CLIVE ALONE (the best CLIVE model of closed_form.py), the splits of
+configs/bench_real.yaml (seeds 0-9). Each variant chooses its kernel width and penalty on
+split60 VALIDATION SRCC; the test medians of split60 and split80 are reported. Variants:
+
+- ``base``: the recipe's 2048 numbers (mean and std of five stages, scales 1.0 and 0.5);
+- ``eqblock``: every (stage, statistic, scale) block weighted equally in the kernel
+  distance instead of every number (the wide late stages dominate ``base``);
+- ``logstd``: log of the standard-deviation features (they are skewed);
+- ``flip``: training rows doubled with the features of horizontally flipped images, test
+  predictions averaged over the image and its flip;
+- ``+s0.25`` / ``+s1.5``: the features at one more scale appended.
+
+Then a learning curve of ``base`` at split80 (fractions of each split's training rows),
+to read what training on all 627 images (the shipped model) can be expected to give.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import tempfile
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, ImageOps
+from scipy.linalg import cho_factor, cho_solve
+
+from closed_form import gaussian
+from mixiqa.config import load_config
+from mixiqa.evaluate import srcc
+from mixiqa.experiment import build_splits, feature_spec, prepare
+from mixiqa.features import extract_features
+from mixiqa.train import oriented
+
+GAMMAS = (0.25, 0.5, 1.0, 2.0)
+ALPHAS = (0.01, 0.03, 0.1, 0.3)
+CHANNELS = (16, 24, 40, 112, 320)     # EfficientNet-Lite0's five stages
+VARIANTS = ("base", "eqblock", "logstd", "flip", "+s0.25", "+s1.5")
+
+
+def blocks(n_scales: int) -> list[tuple[int, int, str]]:
+    """(start, end, 'mean' | 'std') column ranges of the meanstd layout, scale by scale."""
+    out, o = [], 0
+    for _ in range(n_scales):
+        for c in CHANNELS:
+            out += [(o, o + c, "mean"), (o + c, o + 2 * c, "std")]
+            o += 2 * c
+    return out
+
+
+def kernel(a: np.ndarray, b: np.ndarray, gamma: float, eq: bool) -> np.ndarray:
+    """Gaussian kernel; with ``eq`` each block's squared distance is divided by its width
+    and the blocks averaged, so every block has the same say."""
+    if not eq:
+        return gaussian(a, b, gamma)
+    bl = blocks(2)
+    d2 = sum(np.maximum((x * x).sum(1)[:, None] + (z * z).sum(1)[None] - 2 * x @ z.T, 0)
+             / (e - s) for s, e, _ in bl for x, z in [(a[:, s:e], b[:, s:e])])
+    return np.exp(-gamma * d2 / len(bl))
+
+
+def clive_srcc(x, x_flip, y, splits, part, variant, grid, frac=1.0, seed=0):
+    """{(gamma, alpha): [SRCC per split]} on the ``part`` rows (CLIVE indices)."""
+    rng = np.random.default_rng(seed)
+    res: dict = {}
+    for tr, ev in splits:
+        tr = rng.permutation(tr)[: int(round(frac * len(tr)))] if frac < 1 else tr
+        x_tr, y_tr = x[tr], y[tr]
+        if variant == "flip":
+            x_tr, y_tr = np.vstack([x[tr], x_flip[tr]]), np.concatenate([y[tr], y[tr]])
+        mu, sd = x_tr.mean(0), x_tr.std(0) + 1e-6
+        z_tr, t = (x_tr - mu) / sd, (y_tr - y_tr.mean()) / y_tr.std()
+        eq = variant == "eqblock"
+        for g in grid[0]:
+            k_tr = kernel(z_tr, z_tr, g, eq)
+            k_ev = kernel((x[ev] - mu) / sd, z_tr, g, eq)
+            if variant == "flip":   # test-time: average over the image and its mirror
+                k_ev = 0.5 * (k_ev + kernel((x_flip[ev] - mu) / sd, z_tr, g, eq))
+            for a in grid[1]:
+                p = k_ev @ cho_solve(cho_factor(k_tr + a * np.eye(len(t))), t)
+                res.setdefault((g, a), []).append(srcc(p, y[ev]))
+    return res
+
+
+def flipped_copies(paths: list[str], folder: Path) -> list[str]:
+    """Horizontally mirrored PNG copies (lossless, so the features see only the flip)."""
+    out = []
+    for i, p in enumerate(paths):
+        q = folder / f"{i:05d}.png"
+        ImageOps.mirror(Image.open(p).convert("RGB")).save(q)
+        out.append(str(q))
+    return out
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--config", default="configs/native.yaml")
+    ap.add_argument("--seeds", type=int, default=10)
+    ap.add_argument("--out", default="runs/clive-variants")
+    args = ap.parse_args()
+    seeds = f"split.seeds={list(range(args.seeds))}"
+    cfg = load_config(args.config, [seeds])
+    prep = prepare(cfg, "cpu", log=lambda *a: None)
+    manifest = prep.manifest
+    clive = np.array([r.dataset == "clive" for r in manifest])
+    idx = {k: i for i, k in enumerate(k for k, c in zip(manifest.keys(), clive) if c)}
+    paths = [r.path for r, c in zip(manifest, clive) if c]
+    y = oriented(manifest)[clive]
+    base = prep.feats.numpy()[clive].astype(np.float64)            # (627, 2048)
+    spec = feature_spec(cfg)
+    extra = {f"+s{s}": extract_features(paths, prep.backbone, replace(spec, scales=(s,)),
+                                        cache_root=cfg.train.cache_dir)
+             for s in (0.25, 1.5)}                                  # (627, 1024) each
+    with tempfile.TemporaryDirectory() as tmp:
+        x_flip = extract_features(flipped_copies(paths, Path(tmp)), prep.backbone, spec,
+                                  cache_root=cfg.train.cache_dir).astype(np.float64)
+    feats = {"base": base, "eqblock": base, "flip": base,
+             "logstd": base.copy(), **{k: np.hstack([base, v]) for k, v in extra.items()}}
+    for s, e, kind in blocks(2):
+        if kind == "std":
+            feats["logstd"][:, s:e] = np.log(feats["logstd"][:, s:e] + 1e-3)
+
+    def rows(ratios: str, part: str) -> list:
+        sp = build_splits(load_config(args.config, [f"split.ratios={ratios}", seeds]), manifest)
+        return [(np.array([idx[k] for k in s.train if k in idx]),
+                 np.array([idx[k] for k in getattr(s, part) if k in idx])) for s in sp]
+
+    val60, test60, test80 = rows("[0.6,0.2,0.2]", "val"), rows("[0.6,0.2,0.2]", "test"), \
+        rows("[0.8,0.0,0.2]", "test")
+    print(f"CLIVE alone, Gaussian KRR, seeds 0-{args.seeds - 1}\n")
+    print("| variant | chosen (gamma, alpha) | median val | split60 test | split80 test |\n"
+          "|---|---|---|---|---|")
+    summary = {}
+    for v in VARIANTS:
+        val = clive_srcc(feats[v], x_flip, y, val60, "val", v, (GAMMAS, ALPHAS))
+        best = max(val, key=lambda k: np.median(val[k]))
+        one = ([best[0]], [best[1]])
+        t60 = np.median(clive_srcc(feats[v], x_flip, y, test60, "test", v, one)[best])
+        t80 = np.median(clive_srcc(feats[v], x_flip, y, test80, "test", v, one)[best])
+        summary[v] = {"gamma": best[0], "alpha": best[1], "val": float(np.median(val[best])),
+                      "split60": float(t60), "split80": float(t80)}
+        print(f"| {v} | {best} | {np.median(val[best]):.3f} | {t60:.3f} | {t80:.3f} |",
+              flush=True)
+    g, a = summary["base"]["gamma"], summary["base"]["alpha"]
+    print(f"\nlearning curve, base, split80, gamma {g}, alpha {a}\n\n"
+          "| training images | median SRCC | mean SRCC |\n|---|---|---|")
+    summary["curve"] = {}
+    for frac in (0.4, 0.6, 0.8, 1.0):
+        r = clive_srcc(base, x_flip, y, test80, "test", "base", ([g], [a]), frac)[(g, a)]
+        n = int(round(frac * len(test80[0][0])))
+        summary["curve"][n] = {"median": float(np.median(r)), "mean": float(np.mean(r))}
+        print(f"| {n} | {np.median(r):.3f} | {np.mean(r):.3f} |", flush=True)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "clive_variants.json").write_text(json.dumps(summary, indent=1))
+
+
+if __name__ == "__main__":
+    main()
