@@ -2,6 +2,7 @@
 frozen native features lift CLIVE towards the 0.80 goal?
 
     uv run python benchmarks/clive_variants.py          # ~20 min first run, ~3 min cached
+    uv run python benchmarks/clive_variants.py --encoder runs/reiqa-pretrain/encoder.safetensors
 
 Gaussian kernel ridge on CLIVE ALONE (the best CLIVE model of closed_form.py), the splits of
 configs/bench_real.yaml (seeds 0-9). Each variant chooses its kernel width and penalty on
@@ -13,7 +14,9 @@ split60 VALIDATION SRCC; the test medians of split60 and split80 are reported. V
 - ``logstd``: log of the standard-deviation features (they are skewed);
 - ``flip``: training rows doubled with the features of horizontally flipped images, test
   predictions averaged over the image and its flip;
-- ``+s0.25`` / ``+s1.5``: the features at one more scale appended.
+- ``+s0.25`` / ``+s1.5``: the features at one more scale appended;
+- ``+quality`` (with ``--encoder RUN/encoder.safetensors`` from ``mixiqa pretrain``): the
+  same features of the Re-IQA quality encoder appended (benchmarks/reiqa.md).
 
 Then a learning curve of ``base`` at split80 (fractions of each split's training rows),
 to read what training on all 627 images (the shipped model) can be expected to give.
@@ -36,6 +39,7 @@ from mixiqa.config import load_config
 from mixiqa.evaluate import srcc
 from mixiqa.experiment import build_splits, feature_spec, prepare
 from mixiqa.features import extract_features
+from mixiqa.models.backbones import create_backbone
 from mixiqa.train import oriented
 
 GAMMAS = (0.25, 0.5, 1.0, 2.0)
@@ -103,6 +107,7 @@ def main() -> None:
     ap.add_argument("--config", default="configs/native.yaml")
     ap.add_argument("--seeds", type=int, default=10)
     ap.add_argument("--out", default="runs/clive-variants")
+    ap.add_argument("--encoder", help="Re-IQA quality encoder: adds the +quality variant")
     args = ap.parse_args()
     seeds = f"split.seeds={list(range(args.seeds))}"
     cfg = load_config(args.config, [seeds])
@@ -120,6 +125,12 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         x_flip = extract_features(flipped_copies(paths, Path(tmp)), prep.backbone, spec,
                                   cache_root=cfg.train.cache_dir).astype(np.float64)
+    variants = VARIANTS
+    if args.encoder:   # the same recipe through the self-supervised quality encoder
+        enc = create_backbone(cfg.model.backbone, weights=args.encoder)
+        extra["+quality"] = extract_features(paths, enc, replace(spec, weights=args.encoder),
+                                             cache_root=cfg.train.cache_dir)
+        variants += ("+quality",)
     feats = {"base": base, "eqblock": base, "flip": base,
              "logstd": base.copy(), **{k: np.hstack([base, v]) for k, v in extra.items()}}
     for s, e, kind in blocks(2):
@@ -137,7 +148,7 @@ def main() -> None:
     print("| variant | chosen (gamma, alpha) | median val | split60 test | split80 test |\n"
           "|---|---|---|---|---|")
     summary = {}
-    for v in VARIANTS:
+    for v in variants:
         val = clive_srcc(feats[v], x_flip, y, val60, "val", v, (GAMMAS, ALPHAS))
         best = max(val, key=lambda k: np.median(val[k]))
         one = ([best[0]], [best[1]])
