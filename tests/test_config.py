@@ -2,7 +2,7 @@
 
 import pytest
 
-from mixiqa.config import load_config
+from mixiqa.config import load_config, parse_key_value
 from mixiqa.errors import ConfigError
 
 
@@ -39,3 +39,15 @@ def test_missing_file_and_empty_datasets(tmp_path):
     p.write_text("name: x\n")
     with pytest.raises(ConfigError, match="datasets"):
         load_config(p)
+
+
+def test_key_value_pairs_typed_and_checked():
+    # one parser for config overrides, `bench --set` and the CLI's --option
+    assert parse_key_value("train.epochs=5") == ("train.epochs", 5)
+    assert parse_key_value("split.seeds=[0, 1]") == ("split.seeds", [0, 1])
+    assert parse_key_value("column=MOS_zscore") == ("column", "MOS_zscore")
+    assert parse_key_value("a=b=c") == ("a", "b=c")
+    with pytest.raises(ConfigError, match="--option 'column' must look like KEY=VALUE"):
+        parse_key_value("column", "--option", "column=MOS_zscore")
+    with pytest.raises(ConfigError, match="not valid YAML"):
+        parse_key_value("x=[1, 2")

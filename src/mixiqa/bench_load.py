@@ -11,7 +11,7 @@ import yaml
 
 from mixiqa.bench_config import (BenchConfig, MethodSpec, ProtocolSpec, dataset_name, hint,
                                  plain)
-from mixiqa.config import config_from_dict, load_config
+from mixiqa.config import config_from_dict, load_config, parse_key_value
 from mixiqa.errors import ConfigError
 
 _TOP_KEYS = ("name", "base", "experiment", "methods", "datasets", "protocols", "set")
@@ -43,13 +43,7 @@ def load_bench_config(path: str | Path, overrides: list[str] = ()) -> BenchConfi
 
 def parse_overrides(overrides: list[str]) -> dict:
     """``["train.epochs=5"]`` -> ``{"train.epochs": 5}`` (values read as YAML)."""
-    out = {}
-    for o in overrides:
-        if "=" not in o:
-            raise ConfigError(f"--set '{o}' must look like key.sub=value, e.g. train.epochs=5.")
-        key, value = o.split("=", 1)
-        out[key.strip()] = yaml.safe_load(value)
-    return out
+    return dict(parse_key_value(o, "--set") for o in overrides)
 
 
 def bench_from_dict(data: dict, folder: str | Path = ".") -> BenchConfig:

@@ -13,6 +13,7 @@ import warnings
 from pathlib import Path
 
 from mixiqa import __version__
+from mixiqa.config import parse_key_value
 from mixiqa.errors import ConfigError, MixiqaError
 
 EPILOG = """examples:
@@ -82,16 +83,8 @@ def add_data_options(p: argparse.ArgumentParser) -> None:
 
 
 def parse_options(pairs: list[str]) -> dict:
-    out = {}
-    for pair in pairs:
-        if "=" not in pair:
-            raise MixiqaError(f"--option '{pair}' must look like KEY=VALUE, e.g. column=MOS_zscore.")
-        key, value = pair.split("=", 1)
-        try:
-            out[key] = json.loads(value)
-        except json.JSONDecodeError:
-            out[key] = value
-    return out
+    """``--option column=MOS_zscore`` pairs -> a dict (values read as YAML)."""
+    return dict(parse_key_value(p, "--option", "column=MOS_zscore") for p in pairs)
 
 
 def cmd_datasets_list(args) -> int:

@@ -186,16 +186,28 @@ def load_config(path: str | Path, overrides: list[str] = ()) -> ExperimentConfig
     return config_from_dict(data)
 
 
+def parse_key_value(text: str, what: str = "Override",
+                    example: str = "train.epochs=5") -> tuple[str, Any]:
+    """``"train.epochs=5"`` -> ``("train.epochs", 5)``: the value read as YAML, so numbers,
+    booleans and lists come out typed and anything else stays a string. Shared by config
+    overrides, ``mixiqa bench --set`` and the CLI's ``--option``."""
+    if "=" not in text:
+        raise ConfigError(f"{what} '{text}' must look like KEY=VALUE, e.g. {example}.")
+    key, value = text.split("=", 1)
+    try:
+        return key.strip(), yaml.safe_load(value)
+    except yaml.YAMLError as e:
+        raise ConfigError(f"{what} '{text}': the value is not valid YAML ({e}).") from e
+
+
 def apply_override(data: dict, override: str) -> None:
     """``train.epochs=5`` -> data["train"]["epochs"] = 5 (values parsed as YAML)."""
-    if "=" not in override:
-        raise ConfigError(f"Override '{override}' must look like key.sub=value, e.g. train.epochs=5.")
-    key, value = override.split("=", 1)
+    key, value = parse_key_value(override)
     node = data
     parts = key.split(".")
     for p in parts[:-1]:
         node = node.setdefault(p, {})
-    node[parts[-1]] = yaml.safe_load(value)
+    node[parts[-1]] = value
 
 
 def dump_json(obj: Any) -> str:
