@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 import time
 import warnings
 from pathlib import Path
@@ -33,6 +34,7 @@ from mixiqa.classical.runner import run_classical
 from mixiqa.config import ExperimentConfig, MethodConfig, TrainConfig
 from mixiqa.data.datasets import load_manifest
 from mixiqa.data.splits import make_splits
+from mixiqa.errors import run_command
 from mixiqa.evaluate import evaluate
 from mixiqa.experiment import summarize
 
@@ -113,4 +115,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(run_command(main, Path(__file__).name))

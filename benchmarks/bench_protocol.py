@@ -10,10 +10,12 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 import time
 from pathlib import Path
 
 from mixiqa.config import load_config
+from mixiqa.errors import run_command
 from mixiqa.experiment import build_splits, prepare, resolve_device, run_splits, summarize
 from mixiqa.methods import METHODS
 
@@ -59,4 +61,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(run_command(main, Path(__file__).name))

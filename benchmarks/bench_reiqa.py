@@ -19,12 +19,14 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 import time
 from pathlib import Path
 
 import numpy as np
 
 from mixiqa.config import config_from_dict
+from mixiqa.errors import run_command
 from mixiqa.experiment import build_splits, prepare, resolve_device, summarize
 from mixiqa.pretrain import ENCODER_FILE, CHECKPOINT_FILE, pretrain
 from mixiqa.pretrain_config import load_pretrain_config
@@ -125,4 +127,4 @@ def print_table(header, rows, report, splits, encoder, t_pretrain) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(run_command(main, Path(__file__).name))

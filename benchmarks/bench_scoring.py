@@ -13,12 +13,15 @@ import argparse
 import json
 import platform
 import resource
+import sys
 import time
 from datetime import date
+from pathlib import Path
 
 import torch
 
 from mixiqa.data.transforms import CPU_BATCH_PIXELS, same_shape_groups
+from mixiqa.errors import run_command
 from mixiqa.models.iqa import load_model
 from mixiqa.score import expand_inputs, iter_scores, model_transform
 
@@ -112,4 +115,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(run_command(main, Path(__file__).name))

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 import tempfile
 from dataclasses import replace
 from pathlib import Path
@@ -36,6 +37,7 @@ from scipy.linalg import cho_factor, cho_solve
 
 from closed_form import gaussian
 from mixiqa.config import load_config
+from mixiqa.errors import run_command
 from mixiqa.evaluate import srcc
 from mixiqa.experiment import build_splits, feature_spec, prepare
 from mixiqa.features import extract_features
@@ -173,4 +175,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(run_command(main, Path(__file__).name))

@@ -23,12 +23,14 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from pathlib import Path
 
 import numpy as np
 from scipy.linalg import cho_factor, cho_solve
 
 from mixiqa.config import load_config
+from mixiqa.errors import run_command
 from mixiqa.evaluate import srcc
 from mixiqa.experiment import build_splits, prepare
 from mixiqa.train import oriented
@@ -136,4 +138,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(run_command(main, Path(__file__).name))

@@ -12,6 +12,7 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
+from mixiqa.errors import run_command
 from mixiqa.models.iqa import load_model, resolve_model_folder, save_model
 
 DEST = Path(__file__).resolve().parents[1] / "src" / "mixiqa" / "assets" / "default_model"
@@ -28,4 +29,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(run_command(main, Path(__file__).name))

@@ -12,12 +12,14 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 import time
 from pathlib import Path
 
 import numpy as np
 
 from mixiqa.config import load_config
+from mixiqa.errors import run_command
 from mixiqa.experiment import build_splits, prepare, run_splits
 
 VARIANTS = {
@@ -67,4 +69,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(run_command(main, Path(__file__).name))

@@ -14,7 +14,7 @@ from pathlib import Path
 
 from mixiqa import __version__
 from mixiqa.config import parse_key_value
-from mixiqa.errors import ConfigError, MixiqaError
+from mixiqa.errors import ConfigError, MixiqaError, run_command
 
 EPILOG = """examples:
   mixiqa train configs/quickstart.yaml --out runs/quick    train (CLIVE + BIQ2021, CPU, minutes)
@@ -455,17 +455,8 @@ def format_table(rows: list[list[str]]) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    warnings.formatwarning = lambda msg, cat, *a, **k: f"mixiqa: warning: {msg}\n"
-    parser = build_parser()
-    args = parser.parse_args(argv)
-    try:
-        return args.func(args) or 0
-    except MixiqaError as e:
-        print(f"mixiqa: error: {e}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print("mixiqa: interrupted", file=sys.stderr)
-        return 130
+    args = build_parser().parse_args(argv)
+    return run_command(lambda: args.func(args))
 
 
 if __name__ == "__main__":
