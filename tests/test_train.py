@@ -86,6 +86,7 @@ def test_resume_after_interruption_matches_uninterrupted(data, tmp_path, monkeyp
     ck = torch.load(tmp_path / "b" / "split_00" / "checkpoint.pt", weights_only=True)
     assert ck["epoch"] == 3
     resumed = run_experiment(cfg(), tmp_path / "b", resume=True, log=lambda *a: None)
+    assert not (tmp_path / "b" / "split_00" / "checkpoint.pt").exists()   # finished: removed
     for n in ("alpha", "beta"):
         assert resumed["per_dataset"][n]["srcc"] == pytest.approx(full["per_dataset"][n]["srcc"],
                                                                   abs=1e-6)

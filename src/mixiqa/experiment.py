@@ -287,6 +287,9 @@ def _one_split(splits: list, out: Path, run_one, i: int) -> dict:
         tmp = done.with_suffix(".tmp")
         tmp.write_text(json.dumps(res, indent=1))
         os.replace(tmp, done)
+        # the result is final and resume skips the split: its training checkpoint (optimizer
+        # state, every weight; ~8 MB a split) only served an interrupted run
+        (sdir / "checkpoint.pt").unlink(missing_ok=True)
     distributed.barrier()   # no rank starts the next split before the result is on disk
     return res
 
