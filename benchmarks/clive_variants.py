@@ -37,7 +37,7 @@ from scipy.linalg import cho_factor, cho_solve
 
 from closed_form import gaussian
 from mixiqa.config import load_config
-from mixiqa.errors import run_command
+from mixiqa.errors import ConfigError, run_command
 from mixiqa.evaluate import srcc
 from mixiqa.experiment import build_splits, feature_spec, prepare
 from mixiqa.features import extract_features
@@ -66,8 +66,10 @@ def kernel(a: np.ndarray, b: np.ndarray, gamma: float, eq: bool) -> np.ndarray:
     if not eq:
         return gaussian(a, b, gamma)
     bl = blocks(2)
-    d2 = sum(np.maximum((x * x).sum(1)[:, None] + (z * z).sum(1)[None] - 2 * x @ z.T, 0)
-             / (e - s) for s, e, _ in bl for x, z in [(a[:, s:e], b[:, s:e])])
+    d2 = np.zeros((len(a), len(b)))
+    for s, e, _ in bl:
+        x, z = a[:, s:e], b[:, s:e]
+        d2 += np.maximum((x * x).sum(1)[:, None] + (z * z).sum(1)[None] - 2 * x @ z.T, 0) / (e - s)
     return np.exp(-gamma * d2 / len(bl))
 
 
@@ -111,6 +113,9 @@ def main() -> None:
     ap.add_argument("--out", default="runs/clive-variants")
     ap.add_argument("--encoder", help="Re-IQA quality encoder: adds the +quality variant")
     args = ap.parse_args()
+    if args.encoder and not Path(args.encoder).is_file():   # before minutes of loading
+        raise ConfigError(f"--encoder '{args.encoder}' is not a file; give the "
+                          "encoder.safetensors written by `mixiqa pretrain` (benchmarks/reiqa.md).")
     seeds = f"split.seeds={list(range(args.seeds))}"
     cfg = load_config(args.config, [seeds])
     prep = prepare(cfg, "cpu", log=lambda *a: None)

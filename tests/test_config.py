@@ -49,5 +49,7 @@ def test_key_value_pairs_typed_and_checked():
     assert parse_key_value("a=b=c") == ("a", "b=c")
     with pytest.raises(ConfigError, match="--option 'column' must look like KEY=VALUE"):
         parse_key_value("column", "--option", "column=MOS_zscore")
+    with pytest.raises(ConfigError, match="no key"):
+        parse_key_value("=5")
     with pytest.raises(ConfigError, match="not valid YAML"):
         parse_key_value("x=[1, 2")

@@ -194,6 +194,8 @@ def parse_key_value(text: str, what: str = "Override",
     if "=" not in text:
         raise ConfigError(f"{what} '{text}' must look like KEY=VALUE, e.g. {example}.")
     key, value = text.split("=", 1)
+    if not key.strip():
+        raise ConfigError(f"{what} '{text}' has no key before '='; e.g. {example}.")
     try:
         return key.strip(), yaml.safe_load(value)
     except yaml.YAMLError as e:

@@ -24,8 +24,8 @@ from mixiqa.errors import ConfigError
 from mixiqa.progress import progress
 from mixiqa.methods import Method, get_method
 from mixiqa.models.iqa import IQAModel, build_model, save_model
-from mixiqa.train import (FeatureInputs, ImageInputs, fit_scales, oriented, predict,
-                          targets_of, torch_threads, train_split)
+from mixiqa.train import (CHECKPOINT_FILE, FeatureInputs, ImageInputs, fit_scales, oriented,
+                          predict, targets_of, torch_threads, train_split)
 
 
 
@@ -289,7 +289,7 @@ def _one_split(splits: list, out: Path, run_one, i: int) -> dict:
         os.replace(tmp, done)
         # the result is final and resume skips the split: its training checkpoint (optimizer
         # state, every weight; ~8 MB a split) only served an interrupted run
-        (sdir / "checkpoint.pt").unlink(missing_ok=True)
+        (sdir / CHECKPOINT_FILE).unlink(missing_ok=True)
     distributed.barrier()   # no rank starts the next split before the result is on disk
     return res
 

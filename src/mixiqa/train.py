@@ -207,6 +207,8 @@ def torch_threads(n: int | None):
 
 # ---- checkpoints ------------------------------------------------------------------------
 
+CHECKPOINT_FILE = "checkpoint.pt"   # in each split folder while it trains (see each_split)
+
 def save_checkpoint(path: Path, state: dict) -> None:
     """Atomic: write a temporary file, then rename over the old checkpoint."""
     tmp = path.with_suffix(f".tmp{os.getpid()}")
@@ -347,7 +349,7 @@ def train_split(cfg: ExperimentConfig, model: IQAModel, inputs, rows: dict[str, 
         step = nn.parallel.DistributedDataParallel(
             step, device_ids=[torch.device(device).index] if device.startswith("cuda") else None,
             find_unused_parameters=True)  # a mapper whose dataset a batch lacks gets no grad
-    ckpt_path = out / "checkpoint.pt"
+    ckpt_path = out / CHECKPOINT_FILE
     start, best, best_state, history = 0, -math.inf, None, []
     if resume and ckpt_path.exists():
         ck = load_checkpoint(ckpt_path)
