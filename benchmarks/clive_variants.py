@@ -15,6 +15,8 @@ split60 VALIDATION SRCC; the test medians of split60 and split80 are reported. V
 - ``flip``: training rows doubled with the features of horizontally flipped images, test
   predictions averaged over the image and its flip;
 - ``+s0.25`` / ``+s1.5``: the features at one more scale appended;
+- ``lite2`` / ``+lite2``: the same recipe through the larger EfficientNet-Lite2 (offline
+  weights too), alone and appended to ``base``;
 - ``+quality`` (with ``--encoder RUN/encoder.safetensors`` from ``mixiqa pretrain``): the
   same features of the Re-IQA quality encoder appended (benchmarks/reiqa.md).
 
@@ -138,8 +140,13 @@ def main() -> None:
         extra["+quality"] = extract_features(paths, enc, replace(spec, weights=args.encoder),
                                              cache_root=cfg.train.cache_dir)
         variants += ("+quality",)
+    lite2 = load_config(args.config, [seeds, "model.backbone=efficientnet_lite2"])
+    x_lite2 = extract_features(paths, create_backbone("efficientnet_lite2"), feature_spec(lite2),
+                               cache_root=cfg.train.cache_dir).astype(np.float64)  # (627, 2816)
+    variants += ("lite2", "+lite2")
     feats = {"base": base, "eqblock": base, "flip": base,
-             "logstd": base.copy(), **{k: np.hstack([base, v]) for k, v in extra.items()}}
+             "logstd": base.copy(), "lite2": x_lite2, "+lite2": np.hstack([base, x_lite2]),
+             **{k: np.hstack([base, v]) for k, v in extra.items()}}
     for s, e, kind in blocks(2):
         if kind == "std":
             feats["logstd"][:, s:e] = np.log(feats["logstd"][:, s:e] + 1e-3)
