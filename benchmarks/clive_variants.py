@@ -1,7 +1,7 @@
 """CLIVE feature variants under the closed-form regressor: does any cheap change to the
 frozen native features lift CLIVE towards the 0.80 goal?
 
-    uv run python benchmarks/clive_variants.py          # ~20 min first run, ~3 min cached
+    uv run python benchmarks/clive_variants.py          # ~25 min first run, ~2.5 min cached
     uv run python benchmarks/clive_variants.py --encoder runs/reiqa-pretrain/encoder.safetensors
 
 Gaussian kernel ridge on CLIVE ALONE (the best CLIVE model of closed_form.py), the splits of
