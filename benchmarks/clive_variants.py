@@ -142,7 +142,7 @@ def main() -> None:
         variants += ("+quality",)
     lite2 = load_config(args.config, [seeds, "model.backbone=efficientnet_lite2"])
     x_lite2 = extract_features(paths, create_backbone("efficientnet_lite2"), feature_spec(lite2),
-                               cache_root=cfg.train.cache_dir).astype(np.float64)  # (627, 2816)
+                               cache_root=cfg.train.cache_dir).astype(np.float64)  # (627, 2240)
     variants += ("lite2", "+lite2")
     feats = {"base": base, "eqblock": base, "flip": base,
              "logstd": base.copy(), "lite2": x_lite2, "+lite2": np.hstack([base, x_lite2]),
