@@ -15,6 +15,7 @@ split60 VALIDATION SRCC; the test medians of split60 and split80 are reported. V
 - ``flip``: training rows doubled with the features of horizontally flipped images, test
   predictions averaged over the image and its flip;
 - ``+s0.25`` / ``+s1.5``: the features at one more scale appended;
+- ``+brisque``: BRISQUE's 36 natural-scene statistics appended (hand-made, distortion-aware);
 - ``lite2`` / ``+lite2``: the same recipe through the larger EfficientNet-Lite2 (offline
   weights too), alone and appended to ``base``;
 - ``+quality`` (with ``--encoder RUN/encoder.safetensors`` from ``mixiqa pretrain``): the
@@ -38,6 +39,7 @@ from PIL import Image, ImageOps
 from scipy.linalg import cho_factor, cho_solve
 
 from closed_form import gaussian
+from mixiqa.classical.runner import cache_root, compute_values, values_matrix
 from mixiqa.config import load_config
 from mixiqa.errors import ConfigError, run_command
 from mixiqa.evaluate import srcc
@@ -143,7 +145,9 @@ def main() -> None:
     lite2 = load_config(args.config, [seeds, "model.backbone=efficientnet_lite2"])
     x_lite2 = extract_features(paths, create_backbone("efficientnet_lite2"), feature_spec(lite2),
                                cache_root=cfg.train.cache_dir).astype(np.float64)  # (627, 2240)
-    variants += ("lite2", "+lite2")
+    variants += ("lite2", "+lite2", "+brisque")
+    # (627, 36) BRISQUE features, cached with the classical scorers' values
+    extra["+brisque"] = values_matrix(compute_values(paths, "brisque", 2, cache_root(cfg)), 36)
     feats = {"base": base, "eqblock": base, "flip": base,
              "logstd": base.copy(), "lite2": x_lite2, "+lite2": np.hstack([base, x_lite2]),
              **{k: np.hstack([base, v]) for k, v in extra.items()}}

@@ -202,7 +202,8 @@ def standard_brisque(features: np.ndarray) -> np.ndarray:
     return out
 
 
-def _cache_root(cfg) -> Path:
+def cache_root(cfg) -> Path:
+    """Where per-image classical values are cached: the run's cache_dir, else the default."""
     from mixiqa.features import default_cache_dir
 
     return Path(cfg.train.cache_dir) if cfg.train.cache_dir else default_cache_dir()
@@ -211,7 +212,7 @@ def _cache_root(cfg) -> Path:
 def _features(rows, kind: str, cfg) -> np.ndarray:
     dim = 1 if kind == "niqe" else 36
     return values_matrix(compute_values([r.path for r in rows], kind, cfg.train.workers,
-                                        _cache_root(cfg)), dim)
+                                        cache_root(cfg)), dim)
 
 
 def _regressor(cfg):
