@@ -39,9 +39,9 @@ from PIL import Image, ImageOps
 from scipy.linalg import cho_factor, cho_solve
 
 from closed_form import gaussian
-from mixiqa.classical.runner import cache_root, compute_values, values_matrix
+from mixiqa.classical.runner import row_values
 from mixiqa.config import load_config
-from mixiqa.errors import ConfigError, run_command
+from mixiqa.errors import ConfigError, DataError, run_command
 from mixiqa.evaluate import srcc
 from mixiqa.experiment import build_splits, feature_spec, prepare
 from mixiqa.features import extract_features
@@ -126,7 +126,8 @@ def main() -> None:
     manifest = prep.manifest
     clive = np.array([r.dataset == "clive" for r in manifest])
     idx = {k: i for i, k in enumerate(k for k, c in zip(manifest.keys(), clive) if c)}
-    paths = [r.path for r, c in zip(manifest, clive) if c]
+    clive_rows = [r for r, c in zip(manifest, clive) if c]
+    paths = [r.path for r in clive_rows]
     y = oriented(manifest)[clive]
     base = prep.feats.numpy()[clive].astype(np.float64)            # (627, 2048)
     spec = feature_spec(cfg)
@@ -146,8 +147,10 @@ def main() -> None:
     x_lite2 = extract_features(paths, create_backbone("efficientnet_lite2"), feature_spec(lite2),
                                cache_root=cfg.train.cache_dir).astype(np.float64)  # (627, 2240)
     variants += ("lite2", "+lite2", "+brisque")
-    # (627, 36) BRISQUE features, cached with the classical scorers' values
-    extra["+brisque"] = values_matrix(compute_values(paths, "brisque", 2, cache_root(cfg)), 36)
+    extra["+brisque"] = row_values(clive_rows, "brisque", cfg)    # (627, 36)
+    if not np.isfinite(extra["+brisque"]).all():   # the warning above named the files
+        raise DataError("BRISQUE failed on some CLIVE images (see the warning); restore them "
+                        "from the official release and rerun.")
     feats = {"base": base, "eqblock": base, "flip": base,
              "logstd": base.copy(), "lite2": x_lite2, "+lite2": np.hstack([base, x_lite2]),
              **{k: np.hstack([base, v]) for k, v in extra.items()}}

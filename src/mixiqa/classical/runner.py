@@ -202,17 +202,19 @@ def standard_brisque(features: np.ndarray) -> np.ndarray:
     return out
 
 
-def cache_root(cfg) -> Path:
-    """Where per-image classical values are cached: the run's cache_dir, else the default."""
+def _cache_root(cfg) -> Path:
     from mixiqa.features import default_cache_dir
 
     return Path(cfg.train.cache_dir) if cfg.train.cache_dir else default_cache_dir()
 
 
-def _features(rows, kind: str, cfg) -> np.ndarray:
+def row_values(rows, kind: str, cfg) -> np.ndarray:
+    """(N, 1) NIQE scores or (N, 36) BRISQUE features of manifest rows, computed in
+    ``cfg.train.workers`` processes and cached under the run's cache folder; NaN rows (and
+    a warning naming the files) where an image cannot be read."""
     dim = 1 if kind == "niqe" else 36
     return values_matrix(compute_values([r.path for r in rows], kind, cfg.train.workers,
-                                        cache_root(cfg)), dim)
+                                        _cache_root(cfg)), dim)
 
 
 def _regressor(cfg):
@@ -254,13 +256,13 @@ def _refit(cfg, split, train, val, test) -> tuple[np.ndarray, np.ndarray, str, f
     range, higher is better, so that datasets on different scales can share one SVR."""
     reg = _regressor(cfg)
     rows = _capped(train, cfg.method.mapper_kwargs.get("max_train"), split.seed or 0)
-    x, y = _usable(_features(rows, "brisque", cfg), np.array([r.quality01() for r in rows]))
+    x, y = _usable(row_values(rows, "brisque", cfg), np.array([r.quality01() for r in rows]))
     if x is None:
         raise DataError("BRISQUE refit: none of the training images could be read.")
-    xv, yv = _usable(_features(val, "brisque", cfg), np.array([r.quality01() for r in val]))
+    xv, yv = _usable(row_values(val, "brisque", cfg), np.array([r.quality01() for r in val]))
     reg.fit(x, y, xv, yv)
     q = np.full(len(test), np.nan)                            # (N_test,) [0, 1] quality
-    xt = _features(test, "brisque", cfg)
+    xt = row_values(test, "brisque", cfg)
     ok = np.isfinite(xt).all(axis=1)
     if ok.any():
         q[ok] = reg.predict(xt[ok])
@@ -299,9 +301,9 @@ def run_one_split(cfg, method: str, split, manifest, sdir: Path, log=print) -> d
     if method == "brisque-refit":
         q, pred, selected, val_srcc = _refit(cfg, split, train, val, test)
     elif method == "niqe":
-        q, selected = -_features(test, "niqe", cfg)[:, 0], "standard (pristine MVG)"
+        q, selected = -row_values(test, "niqe", cfg)[:, 0], "standard (pristine MVG)"
     else:
-        q, selected = -standard_brisque(_features(test, "brisque", cfg)), "standard (LIVE SVR)"
+        q, selected = -standard_brisque(row_values(test, "brisque", cfg)), "standard (LIVE SVR)"
     write_predictions(sdir / "predictions.csv", test, q, pred)
     return {"seed": split.seed, "protocol": split.protocol, "method": method,
             "test": split_metrics(q, test), "val_srcc": val_srcc, "selected": selected,
