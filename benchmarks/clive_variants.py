@@ -1,7 +1,7 @@
 """CLIVE feature variants under the closed-form regressor: does any cheap change to the
 frozen native features lift CLIVE towards the 0.80 goal?
 
-    uv run python benchmarks/clive_variants.py          # ~25 min first run, ~2.5 min cached
+    uv run python benchmarks/clive_variants.py          # ~35 min first run, ~8 min cached
     uv run python benchmarks/clive_variants.py --encoder runs/reiqa-pretrain/encoder.safetensors
 
 Gaussian kernel ridge on CLIVE ALONE (the best CLIVE model of closed_form.py), the splits of
@@ -14,6 +14,8 @@ split60 VALIDATION SRCC; the test medians of split60 and split80 are reported. V
 - ``logstd``: log of the standard-deviation features (they are skewed);
 - ``flip``: training rows doubled with the features of horizontally flipped images, test
   predictions averaged over the image and its flip;
+- ``crops``: the same with the four corner crops and the centre crop (3/4 of each side;
+  five more rows per training image, test predictions averaged over the six views);
 - ``+s0.25`` / ``+s1.5``: the features at one more scale appended;
 - ``+brisque``: BRISQUE's 36 natural-scene statistics appended (hand-made, distortion-aware);
 - ``lite2`` / ``+lite2``: the same recipe through the larger EfficientNet-Lite2 (offline
@@ -51,7 +53,8 @@ from mixiqa.train import oriented
 GAMMAS = (0.25, 0.5, 1.0, 2.0)
 ALPHAS = (0.01, 0.03, 0.1, 0.3)
 CHANNELS = (16, 24, 40, 112, 320)     # EfficientNet-Lite0's five stages
-VARIANTS = ("base", "eqblock", "logstd", "flip", "+s0.25", "+s1.5")
+VARIANTS = ("base", "eqblock", "logstd", "flip", "crops", "+s0.25", "+s1.5")
+CROP_FRAC = 0.75                      # crops variant: side of each crop / side of image
 
 
 def blocks(n_scales: int) -> list[tuple[int, int, str]]:
@@ -77,35 +80,46 @@ def kernel(a: np.ndarray, b: np.ndarray, gamma: float, eq: bool) -> np.ndarray:
     return np.exp(-gamma * d2 / len(bl))
 
 
-def clive_srcc(x, x_flip, y, splits, part, variant, grid, frac=1.0, seed=0):
-    """{(gamma, alpha): [SRCC per split]} on the ``part`` rows (CLIVE indices)."""
+def clive_srcc(x, views, y, splits, part, variant, grid, frac=1.0, seed=0):
+    """{(gamma, alpha): [SRCC per split]} on the ``part`` rows (CLIVE indices).
+
+    ``views[variant]`` (if any) lists features of altered copies of every image, (627, D)
+    each: their rows join the training rows with the image's score, and a test prediction
+    is the average over the image and its copies.
+    """
     rng = np.random.default_rng(seed)
+    extra = views.get(variant, [])
     res: dict = {}
     for tr, ev in splits:
         tr = rng.permutation(tr)[: int(round(frac * len(tr)))] if frac < 1 else tr
-        x_tr, y_tr = x[tr], y[tr]
-        if variant == "flip":
-            x_tr, y_tr = np.vstack([x[tr], x_flip[tr]]), np.concatenate([y[tr], y[tr]])
+        x_tr = np.vstack([x[tr]] + [v[tr] for v in extra])
+        y_tr = np.tile(y[tr], 1 + len(extra))
         mu, sd = x_tr.mean(0), x_tr.std(0) + 1e-6
         z_tr, t = (x_tr - mu) / sd, (y_tr - y_tr.mean()) / y_tr.std()
         eq = variant == "eqblock"
         for g in grid[0]:
             k_tr = kernel(z_tr, z_tr, g, eq)
-            k_ev = kernel((x[ev] - mu) / sd, z_tr, g, eq)
-            if variant == "flip":   # test-time: average over the image and its mirror
-                k_ev = 0.5 * (k_ev + kernel((x_flip[ev] - mu) / sd, z_tr, g, eq))
+            k_ev = sum(kernel((v[ev] - mu) / sd, z_tr, g, eq) for v in [x] + extra)
+            k_ev /= 1 + len(extra)      # KRR is linear in the kernel row: averaged predictions
             for a in grid[1]:
                 p = k_ev @ cho_solve(cho_factor(k_tr + a * np.eye(len(t))), t)
                 res.setdefault((g, a), []).append(srcc(p, y[ev]))
     return res
 
 
-def flipped_copies(paths: list[str], folder: Path) -> list[str]:
-    """Horizontally mirrored PNG copies (lossless, so the features see only the flip)."""
+def crop_boxes(w: int, h: int) -> list[tuple[int, int, int, int]]:
+    """The four corner crops and the centre crop, each CROP_FRAC of the image's sides."""
+    cw, ch = int(w * CROP_FRAC), int(h * CROP_FRAC)
+    corners = [(0, 0), (w - cw, 0), (0, h - ch), (w - cw, h - ch), ((w - cw) // 2, (h - ch) // 2)]
+    return [(x0, y0, x0 + cw, y0 + ch) for x0, y0 in corners]
+
+
+def altered_copies(paths: list[str], folder: Path, alter, tag: str) -> list[str]:
+    """PNG copies (lossless, so the features see only the alteration) of ``alter(image)``."""
     out = []
     for i, p in enumerate(paths):
-        q = folder / f"{i:05d}.png"
-        ImageOps.mirror(Image.open(p).convert("RGB")).save(q)
+        q = folder / f"{tag}_{i:05d}.png"
+        alter(Image.open(p).convert("RGB")).save(q)
         out.append(str(q))
     return out
 
@@ -134,9 +148,14 @@ def main() -> None:
     extra = {f"+s{s}": extract_features(paths, prep.backbone, replace(spec, scales=(s,)),
                                         cache_root=cfg.train.cache_dir)
              for s in (0.25, 1.5)}                                  # (627, 1024) each
-    with tempfile.TemporaryDirectory() as tmp:
-        x_flip = extract_features(flipped_copies(paths, Path(tmp)), prep.backbone, spec,
-                                  cache_root=cfg.train.cache_dir).astype(np.float64)
+    def copies_features(alter, tag: str) -> np.ndarray:           # (627, 2048)
+        with tempfile.TemporaryDirectory() as tmp:
+            return extract_features(altered_copies(paths, Path(tmp), alter, tag), prep.backbone,
+                                    spec, cache_root=cfg.train.cache_dir).astype(np.float64)
+
+    views = {"flip": [copies_features(ImageOps.mirror, "flip")],
+             "crops": [copies_features(lambda im, j=j: im.crop(crop_boxes(*im.size)[j]),
+                                       f"crop{j}") for j in range(5)]}
     variants = VARIANTS
     if args.encoder:   # the same recipe through the self-supervised quality encoder
         enc = create_backbone(cfg.model.backbone, weights=args.encoder)
@@ -151,7 +170,7 @@ def main() -> None:
     if not np.isfinite(extra["+brisque"]).all():   # the warning above named the files
         raise DataError("BRISQUE failed on some CLIVE images (see the warning); restore them "
                         "from the official release and rerun.")
-    feats = {"base": base, "eqblock": base, "flip": base,
+    feats = {"base": base, "eqblock": base, "flip": base, "crops": base,
              "logstd": base.copy(), "lite2": x_lite2, "+lite2": np.hstack([base, x_lite2]),
              **{k: np.hstack([base, v]) for k, v in extra.items()}}
     for s, e, kind in blocks(2):
@@ -170,11 +189,11 @@ def main() -> None:
           "|---|---|---|---|---|")
     summary = {}
     for v in variants:
-        val = clive_srcc(feats[v], x_flip, y, val60, "val", v, (GAMMAS, ALPHAS))
+        val = clive_srcc(feats[v], views, y, val60, "val", v, (GAMMAS, ALPHAS))
         best = max(val, key=lambda k: np.median(val[k]))
         one = ([best[0]], [best[1]])
-        t60 = np.median(clive_srcc(feats[v], x_flip, y, test60, "test", v, one)[best])
-        t80 = np.median(clive_srcc(feats[v], x_flip, y, test80, "test", v, one)[best])
+        t60 = np.median(clive_srcc(feats[v], views, y, test60, "test", v, one)[best])
+        t80 = np.median(clive_srcc(feats[v], views, y, test80, "test", v, one)[best])
         summary[v] = {"gamma": best[0], "alpha": best[1], "val": float(np.median(val[best])),
                       "split60": float(t60), "split80": float(t80)}
         print(f"| {v} | {best} | {np.median(val[best]):.3f} | {t60:.3f} | {t80:.3f} |",
@@ -184,7 +203,7 @@ def main() -> None:
           "| training images | median SRCC | mean SRCC |\n|---|---|---|")
     summary["curve"] = {}
     for frac in (0.4, 0.6, 0.8, 1.0):
-        r = clive_srcc(base, x_flip, y, test80, "test", "base", ([g], [a]), frac)[(g, a)]
+        r = clive_srcc(base, views, y, test80, "test", "base", ([g], [a]), frac)[(g, a)]
         n = int(round(frac * len(test80[0][0])))
         summary["curve"][n] = {"median": float(np.median(r)), "mean": float(np.mean(r))}
         print(f"| {n} | {np.median(r):.3f} | {np.mean(r):.3f} |", flush=True)
