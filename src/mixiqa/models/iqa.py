@@ -162,7 +162,8 @@ class IQAModel(nn.Module):
         """
         from mixiqa.score import iter_scores
 
-        paths = [str(images)] if isinstance(images, (str, os.PathLike)) else [str(p) for p in images]
+        one = isinstance(images, (str, os.PathLike))
+        paths = [str(images)] if one else [str(p) for p in images]
         device = next(self.parameters()).device.type
         return [r.score for r in iter_scores(self, paths, batch_size, workers, scale, device,
                                              show_progress=False)]
