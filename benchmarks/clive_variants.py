@@ -148,6 +148,7 @@ def main() -> None:
     extra = {f"+s{s}": extract_features(paths, prep.backbone, replace(spec, scales=(s,)),
                                         cache_root=cfg.train.cache_dir)
              for s in (0.25, 1.5)}                                  # (627, 1024) each
+
     def copies_features(alter, tag: str) -> np.ndarray:           # (627, 2048)
         with tempfile.TemporaryDirectory() as tmp:
             return extract_features(altered_copies(paths, Path(tmp), alter, tag), prep.backbone,

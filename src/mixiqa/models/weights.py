@@ -52,7 +52,7 @@ def read_state_dict(path: str) -> dict[str, torch.Tensor]:
 
 
 def load_matching(model: nn.Module, sd: dict[str, torch.Tensor], source: str,
-                   ignore: tuple[str, ...] = ()) -> None:
+                  ignore: tuple[str, ...] = ()) -> None:
     """Load by name; every tensor of the model must be present with its shape."""
     for prefix in ("module.", "model."):  # DataParallel / a saved Backbone
         if sd and all(k.startswith(prefix) for k in sd):
@@ -73,7 +73,7 @@ def load_matching(model: nn.Module, sd: dict[str, torch.Tensor], source: str,
 
 
 def load_by_order(model: nn.Module, sd: dict[str, torch.Tensor], source: str,
-                   drop_prefix: str) -> None:
+                  drop_prefix: str) -> None:
     """Load a state dict whose names differ (lukemelas style) by tensor order.
 
     Each pair must agree in shape and in the last name part (weight, bias, running_mean...).

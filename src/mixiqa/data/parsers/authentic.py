@@ -19,6 +19,7 @@ from mixiqa.data.parsers.readers import (cell_text, load_mat, locate_release, ma
                                          to_float)
 from mixiqa.errors import ConfigError, DataError
 
+
 # ---- CLIVE ---------------------------------------------------------------------------
 
 @PARSERS.register("clive")

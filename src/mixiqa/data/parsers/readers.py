@@ -15,6 +15,7 @@ from mixiqa.data.catalog import DatasetInfo
 from mixiqa.data.manifest import Record
 from mixiqa.errors import DataError
 
+
 def locate_release(root: str | Path, info: DatasetInfo) -> Path:
     """The folder that holds the release's first score file: ``root`` or one level below.
 
@@ -46,7 +47,8 @@ def require_file(release: Path, relpath: str) -> Path:
 def to_float(value, source: Path | str, row: int | str, column: str) -> float:
     """Parse a score cell; non-numeric or NaN values name the file, row and column."""
     try:
-        x = float(str(value).strip()) if not isinstance(value, (int, float, np.number)) else float(value)
+        number = isinstance(value, (int, float, np.number))
+        x = float(value) if number else float(str(value).strip())
     except (TypeError, ValueError):
         raise DataError(f"{source}, row {row}: {column} '{value}' is not a number. "
                         "Fix that cell or remove the row.") from None
@@ -103,7 +105,6 @@ def mat_strings(arr: np.ndarray) -> list[str]:
             item = item.ravel()[0] if item.size else ""
         out.append(str(item))
     return out
-
 
 
 def require_text(value, source: Path | str, row: int | str, column: str) -> str:

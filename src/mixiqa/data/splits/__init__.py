@@ -53,8 +53,8 @@ def random_split(manifest: Manifest, ratios: Sequence[float] = (0.6, 0.2, 0.2),
             acc.extend(keys)
     content = "by content group where available" if by_group else "by image"
     return make_split(parts, manifest, "content" if by_group else "random", seed, ratios,
-                 f"random {fmt_ratios(ratios)} split per dataset, {content}",
-                 {"by_group": jsonable(by_group)})
+                      f"random {fmt_ratios(ratios)} split per dataset, {content}",
+                      {"by_group": jsonable(by_group)})
 
 
 def official_split(manifest: Manifest, val_ratio: float = 0.1, seed: int = 0,
@@ -72,7 +72,7 @@ def official_split(manifest: Manifest, val_ratio: float = 0.1, seed: int = 0,
         if unlabelled_ratios is not None and not any(r.split for r in records):
             ratios = check_ratios(unlabelled_ratios)
             for acc, keys in zip(parts, draw(name, records, ratios, seed,
-                                              use_groups(name, records, by_group))):
+                                             use_groups(name, records, by_group))):
                 acc.extend(keys)
             continue
         labelled = official_parts(name, records)
@@ -85,10 +85,10 @@ def official_split(manifest: Manifest, val_ratio: float = 0.1, seed: int = 0,
         for acc, keys in zip(parts, (train, val, sorted(record_key(r) for r in test))):
             acc.extend(keys)
     return make_split(parts, manifest, "official", seed, None,
-                 f"official train/test; val from the release or {val_ratio:g} of train",
-                 {"val_ratio": val_ratio, "by_group": jsonable(by_group),
-                  "unlabelled_ratios": None if unlabelled_ratios is None
-                  else list(unlabelled_ratios)})
+                      f"official train/test; val from the release or {val_ratio:g} of train",
+                      {"val_ratio": val_ratio, "by_group": jsonable(by_group),
+                       "unlabelled_ratios": None if unlabelled_ratios is None
+                       else list(unlabelled_ratios)})
 
 
 def cross_split(manifest: Manifest, train_datasets: str | Sequence[str],
@@ -118,9 +118,9 @@ def cross_split(manifest: Manifest, train_datasets: str | Sequence[str],
             acc.extend(keys)
     parts[2].extend(sorted(record_key(r) for d in test_names for r in known[d]))
     return make_split(parts, manifest, "cross", seed, None,
-                 f"train on {', '.join(train_names)}; test on {', '.join(test_names)}",
-                 {"train_datasets": train_names, "test_datasets": test_names,
-                  "val_ratio": val_ratio, "by_group": jsonable(by_group)})
+                      f"train on {', '.join(train_names)}; test on {', '.join(test_names)}",
+                      {"train_datasets": train_names, "test_datasets": test_names,
+                       "val_ratio": val_ratio, "by_group": jsonable(by_group)})
 
 
 def leave_one_out_splits(manifest: Manifest, by: str = "scene", val_ratio: float = 0.1,
@@ -152,9 +152,9 @@ def leave_one_out_splits(manifest: Manifest, by: str = "scene", val_ratio: float
             for acc, keys in zip(parts, carved):
                 acc.extend(keys)
         splits.append(make_split(parts, manifest, f"loo-{by}", seed, None,
-                            f"{by} '{held}' held out for test",
-                            {"by": by, "held_out": held, "val_ratio": val_ratio,
-                             "by_group": jsonable(by_group)}))
+                                 f"{by} '{held}' held out for test",
+                                 {"by": by, "held_out": held, "val_ratio": val_ratio,
+                                  "by_group": jsonable(by_group)}))
     return splits
 
 

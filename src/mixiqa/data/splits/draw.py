@@ -81,7 +81,7 @@ def _synthetic(name: str) -> bool:
 
 
 def draw(name: str, records: list[Record], ratios: tuple[float, float, float], seed: int,
-          grouped: bool) -> list[list[str]]:
+         grouped: bool) -> list[list[str]]:
     """Keys of one dataset in each of the three parts, each part sorted."""
     unit_of = (lambda r: r.group) if grouped else record_key
     units = sorted({unit_of(r) for r in records})
@@ -119,7 +119,7 @@ def _min_units(ratios: Sequence[float]) -> int:
 
 
 def carve(name: str, records: list[Record], val_ratio: float, seed: int,
-           by_group: ByGroup) -> tuple[list[str], list[str]]:
+          by_group: ByGroup) -> tuple[list[str], list[str]]:
     """(train, val) keys of one dataset, val a ``val_ratio`` fraction drawn by seed."""
     if not 0.0 <= float(val_ratio) < 1.0:
         raise ConfigError(f"val_ratio={val_ratio!r} must be in [0, 1): the fraction of the "
@@ -155,7 +155,7 @@ def loo_unit(r: Record, by: str) -> str:
 
 
 def make_split(parts: tuple[list[str], ...], manifest: Manifest, protocol: str, seed: int,
-          ratios: tuple[float, float, float] | None, notes: str, options: dict) -> Split:
+               ratios: tuple[float, float, float] | None, notes: str, options: dict) -> Split:
     datasets = sorted({k.split("/", 1)[0] for keys in parts for k in keys})
     split = Split(*parts, protocol=protocol, seed=seed, ratios=ratios, datasets=datasets,
                   notes=notes, options=options)

@@ -115,7 +115,6 @@ class Split:
         return f"Split file {self.source}" if self.source else f"Split ({self.protocol})"
 
 
-
 def record_key(r: Record) -> str:
     return f"{r.dataset}/{r.name}"
 
