@@ -132,6 +132,28 @@ def test_score_cli_and_api_skip_corrupt_image(data, tmp_path, capsys):
     assert len(on_scale) == 1 and on_scale[0] is not None
 
 
+def test_eval_cli_on_all_images_or_the_runs_test_part(data, tmp_path, capsys):
+    from mixiqa.cli import main
+
+    root, _ = data
+    run_experiment(config(data, "linear", epochs=2), tmp_path / "run", log=lambda *a: None)
+    alpha = ["--data", f"csv={root}", "--option", "file=alpha.csv", "--option", "name=alpha"]
+
+    def n_scored(*extra) -> int:
+        assert main(["eval", str(tmp_path / "run"), *alpha, *extra]) == 0
+        row = capsys.readouterr().out.strip().splitlines()[-1].split()
+        return int(row[1])                                  # dataset, n, SRCC, ...
+
+    split = json.loads((tmp_path / "run" / "split_00" / "split.json").read_text())
+    assert n_scored() == 40
+    assert n_scored("--split", "test") == sum(k.startswith("alpha/") for k in split["test"]) == 8
+    # the shipped model has no split file: a clear error before any scoring
+    from mixiqa.models.iqa import default_model_path
+
+    assert main(["eval", str(default_model_path()), *alpha, "--split", "test"]) == 2
+    assert "--split test needs the run's split file" in capsys.readouterr().err
+
+
 def test_fine_tuning_path_trains_backbone_and_reloads(data, tmp_path):
     cfg = config(data, "monotonic", epochs=2, train_short=72, train_crop=64, test_short=64,
                  backbone_lr_mult=0.5)
