@@ -29,7 +29,7 @@ from mixiqa.config import config_from_dict
 from mixiqa.errors import run_command
 from mixiqa.experiment import build_splits, prepare, resolve_device, summarize
 from mixiqa.pretrain import ENCODER_FILE, CHECKPOINT_FILE, pretrain
-from mixiqa.pretrain_config import load_pretrain_config
+from mixiqa.pretrain.config import load_pretrain_config
 from mixiqa.reiqa import VARIANTS, run_reiqa
 
 NAMES = {"clive": "CLIVE", "biq2021": "BIQ2021"}

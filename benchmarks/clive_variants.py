@@ -9,6 +9,10 @@ configs/bench_real.yaml (seeds 0-9). Each variant chooses its kernel width and p
 split60 VALIDATION SRCC; the test medians of split60 and split80 are reported. Variants:
 
 - ``base``: the recipe's 2048 numbers (mean and std of five stages, scales 1.0 and 0.5);
+- ``crop224``: the same pooling of a 224 centre crop of the image resized to a 256 short
+  side (the quickstart's input) instead of the native-resolution image: why the recipe
+  keeps native resolution;
+- ``+avg``: the last map's global average appended (``pooling: meanstd+avg``, 4608 numbers);
 - ``eqblock``: every (stage, statistic, scale) block weighted equally in the kernel
   distance instead of every number (the wide late stages dominate ``base``);
 - ``logstd``: log of the standard-deviation features (they are skewed);
@@ -53,7 +57,8 @@ from mixiqa.train import oriented
 GAMMAS = (0.25, 0.5, 1.0, 2.0)
 ALPHAS = (0.01, 0.03, 0.1, 0.3)
 CHANNELS = (16, 24, 40, 112, 320)     # EfficientNet-Lite0's five stages
-VARIANTS = ("base", "eqblock", "logstd", "flip", "crops", "+s0.25", "+s1.5")
+VARIANTS = ("base", "crop224", "+avg", "eqblock", "logstd", "flip", "crops", "+s0.25",
+            "+s1.5")
 CROP_FRAC = 0.75                      # crops variant: side of each crop / side of image
 
 
@@ -145,9 +150,12 @@ def main() -> None:
     y = oriented(manifest)[clive]
     base = prep.feats.numpy()[clive].astype(np.float64)            # (627, 2048)
     spec = feature_spec(cfg)
-    extra = {f"+s{s}": extract_features(paths, prep.backbone, replace(spec, scales=(s,)),
-                                        cache_root=cfg.train.cache_dir)
-             for s in (0.25, 1.5)}                                  # (627, 1024) each
+
+    def recipe(**change) -> np.ndarray:                           # (627, D) with spec changed
+        return extract_features(paths, prep.backbone, replace(spec, **change),
+                                cache_root=cfg.train.cache_dir).astype(np.float64)
+
+    extra = {f"+s{s}": recipe(scales=(s,)) for s in (0.25, 1.5)}   # (627, 1024) each
 
     def copies_features(alter, tag: str) -> np.ndarray:           # (627, 2048)
         with tempfile.TemporaryDirectory() as tmp:
@@ -171,7 +179,10 @@ def main() -> None:
     if not np.isfinite(extra["+brisque"]).all():   # the warning above named the files
         raise DataError("BRISQUE failed on some CLIVE images (see the warning); restore them "
                         "from the official release and rerun.")
-    feats = {"base": base, "eqblock": base, "flip": base, "crops": base,
+    feats = {"base": base, "eqblock": base,
+             "crop224": recipe(short=256, crop=224, max_short=None),   # (627, 2048)
+             "+avg": recipe(pooling="meanstd+avg"),                     # (627, 4608)
+             "flip": base, "crops": base,
              "logstd": base.copy(), "lite2": x_lite2, "+lite2": np.hstack([base, x_lite2]),
              **{k: np.hstack([base, v]) for k, v in extra.items()}}
     for s, e, kind in blocks(2):

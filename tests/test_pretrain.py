@@ -15,10 +15,10 @@ from scipy import ndimage
 from mixiqa.errors import ConfigError, DataError
 from mixiqa.models.backbones import create_backbone
 from mixiqa.pretrain import add_pretrain_command, pretrain
-from mixiqa.pretrain_config import PretrainConfig, load_pretrain_config
-from mixiqa.pretrain_data import (find_images, make_versions, make_views, overlap_fraction,
+from mixiqa.pretrain.config import PretrainConfig, load_pretrain_config
+from mixiqa.pretrain.data import (find_images, make_versions, make_views, overlap_fraction,
                                   overlapping_boxes)
-from mixiqa.pretrain_moco import MoCo, ProjectedEncoder, info_nce
+from mixiqa.pretrain.moco import MoCo, ProjectedEncoder, info_nce
 
 
 def smooth_image(rng: np.random.Generator, size: int = 96) -> np.ndarray:

@@ -16,7 +16,7 @@ from mixiqa.config import config_from_dict
 from mixiqa.errors import DataError
 from mixiqa.experiment import run_experiment
 from mixiqa.report import add_report_command, cmd_report, write_report
-from mixiqa.report_render import Section, Table, render_html, render_markdown
+from mixiqa.report.render import Section, Table, render_html, render_markdown
 
 
 @pytest.fixture(scope="module")
@@ -121,7 +121,7 @@ def test_synth_folder_charts_pooled_srcc_and_tolerates_missing_keys(tmp_path, ca
         {"history": [{"epoch": 1, "loss": 2.0, "val_srcc": 0.5},
                      {"epoch": 2, "loss": 1.0, "val_srcc": 0.7}]}))
     (folder / "synth_results.json").write_text(json.dumps({"methods": {
-        "mimi": {"alignment": {"pooled_srcc": 0.91,    # as mixiqa.synth_eval writes it
+        "mimi": {"alignment": {"pooled_srcc": 0.91,    # as mixiqa.synth.evaluation writes it
                                "per_dataset": {"s1": {"srcc_score": 0.95, "srcc_latent": 0.93}}},
                  "seconds": 3},
         "naive": {"pooled_srcc": 0.42, "per_dataset": {"s2": 0.9}},   # flat, as the brief says

@@ -21,8 +21,8 @@ from mixiqa.errors import ConfigError, DataError
 from mixiqa.synth import (SynthSpec, add_synth_command, alignment_scores, build_synth,
                           cmd_synth, default_spec, load_spec, reannotate, resolve_sources,
                           run_synth_benchmark, swap_transforms, top_rated_sources)
-from mixiqa.synth_sources import load_source
-from mixiqa.synth_spec import TRANSFORMS, default_windows
+from mixiqa.synth.sources import load_source
+from mixiqa.synth.spec import TRANSFORMS, default_windows
 
 pytestmark = pytest.mark.usefixtures("one_thread")   # tiny tensors on a busy shared CPU
 

@@ -68,7 +68,7 @@ def real_demo(data: Path, out: Path, n_splits: int) -> str:
     import yaml
 
     from mixiqa.bench import run_bench
-    from mixiqa.bench_load import load_bench_config
+    from mixiqa.bench.load import load_bench_config
     from mixiqa.config import quickstart_recipe
 
     for sub in ("CLIVE", "BIQ2021"):

@@ -29,8 +29,8 @@ from mixiqa import __version__
 from mixiqa.distortions import distort, from_pil, to_pil
 from mixiqa.errors import ConfigError
 from mixiqa.progress import progress
-from mixiqa.synth_sources import latent_quality, load_source
-from mixiqa.synth_spec import SynthSpec
+from mixiqa.synth.sources import latent_quality, load_source
+from mixiqa.synth.spec import SynthSpec
 
 CANDIDATE_FIELDS = ["name", "path", "latent", "dataset", "group", "distortion", "level"]
 LATENT_FIELDS = ["path", "latent", "dataset", "group", "distortion", "level"]
@@ -191,9 +191,9 @@ def build_synth(origins: list[str], out: str | Path, spec: SynthSpec) -> dict:
     """Render, measure, select and annotate; write every file of the build folder.
 
     Args:
-        origins: Source images (see :func:`mixiqa.synth_sources.resolve_sources`).
+        origins: Source images (see :func:`mixiqa.synth.sources.resolve_sources`).
         out: The build folder; images already in it are reused (resume).
-        spec: The benchmark's definition (:func:`mixiqa.synth_spec.default_spec`).
+        spec: The benchmark's definition (:func:`mixiqa.synth.spec.default_spec`).
 
     Returns:
         The content of ``synth.json``.

@@ -26,7 +26,7 @@ from torch.utils.data import Dataset
 
 from mixiqa.data.transforms import open_rgb, resize_short
 from mixiqa.errors import DataError
-from mixiqa.pretrain_config import PretrainConfig
+from mixiqa.pretrain.config import PretrainConfig
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp"}
 Box = tuple[int, int]  # (top, left) of a crop x crop square

@@ -16,7 +16,7 @@ A bench file names a base experiment config and the grid over it::
 A cell is (method label, dataset group, protocol name); its experiment config is the base
 with the overrides applied and ``datasets``/``split`` taken from the grid, so every
 method of a (group, protocol) runs on the same splits. Reading and checking a bench file
-is :mod:`mixiqa.bench_load`.
+is :mod:`mixiqa.bench.load`.
 """
 
 from __future__ import annotations

@@ -31,10 +31,10 @@ from pathlib import Path
 import yaml
 
 from mixiqa import __version__
-from mixiqa.bench_config import BenchConfig, Cell, config_differences, dataset_name
-from mixiqa.bench_load import load_bench_config
-from mixiqa.bench_runners import RUNNERS, get_runner, needs_features, no_features
-from mixiqa.bench_tables import write_atomic, write_tables
+from mixiqa.bench.config import BenchConfig, Cell, config_differences, dataset_name
+from mixiqa.bench.load import load_bench_config
+from mixiqa.bench.runners import RUNNERS, get_runner, needs_features, no_features
+from mixiqa.bench.tables import write_atomic, write_tables
 from mixiqa.config import ExperimentConfig
 from mixiqa.errors import ConfigError
 from mixiqa.progress import progress

@@ -26,7 +26,7 @@ from pathlib import Path
 
 from mixiqa import __version__
 from mixiqa.errors import DataError
-from mixiqa.report_render import Section, render_html, render_markdown, write_atomic
+from mixiqa.report.render import Section, render_html, render_markdown, write_atomic
 
 KINDS = {"bench": "summary.json", "run": "results.json", "synth": "synth_results.json"}
 
@@ -50,8 +50,8 @@ def detect(source: Path) -> str:
 
 def build_sections(source: Path, out: Path, kind: str, split: int = 0) -> list[Section]:
     """The report's sections for a folder of the given kind; draws the plots into ``out``."""
-    from mixiqa.report_bench import bench_sections
-    from mixiqa.report_run import run_sections, synth_section
+    from mixiqa.report.bench import bench_sections
+    from mixiqa.report.run import run_sections, synth_section
 
     sections = {"bench": bench_sections, "run": run_sections,
                 "synth": lambda *a: []}[kind](source, out, split)

@@ -5,7 +5,7 @@ result dict (``{"seed", "protocol", "method", "test": {dataset: metrics}, ...}``
 :func:`mixiqa.experiment.run_splits` returns) per split, in order, with the split's files
 written under ``out/split_NN/``. Other modules add runners by name::
 
-    from mixiqa.bench_runners import RUNNERS, no_features
+    from mixiqa.bench.runners import RUNNERS, no_features
 
     @RUNNERS.register("niqe")
     @no_features                 # the bench then loads the rows only (prep.feats is None)
@@ -53,7 +53,7 @@ def load_runner_modules() -> None:
             importlib.import_module(name)
         except ImportError as e:
             raise ConfigError(f"bench runner module '{name}' cannot be imported ({e}); "
-                              "remove it from mixiqa.bench_runners.RUNNER_MODULES or "
+                              "remove it from mixiqa.bench.runners.RUNNER_MODULES or "
                               "install what it needs.") from e
 
 

@@ -14,9 +14,9 @@ quality (pooled alignment SRCC).
     mixiqa synth run /tmp/synth --methods naive,linear,monotonic,sind --splits 3 --out /tmp/synth-run
     mixiqa synth run /tmp/synth --swap syn_a,syn_c --out /tmp/synth-swap
 
-The library lives in :mod:`mixiqa.synth_spec` (what a benchmark is),
-:mod:`mixiqa.synth_sources` (sources, latent quality), :mod:`mixiqa.synth_build`
-(rendering and annotation) and :mod:`mixiqa.synth_eval` (alignment scores, runner);
+The library lives in :mod:`mixiqa.synth.spec` (what a benchmark is),
+:mod:`mixiqa.synth.sources` (sources, latent quality), :mod:`mixiqa.synth.build`
+(rendering and annotation) and :mod:`mixiqa.synth.evaluation` (alignment scores, runner);
 this module re-exports their public names and holds the command.
 """
 
@@ -26,12 +26,12 @@ import argparse
 from pathlib import Path
 
 from mixiqa.errors import ConfigError
-from mixiqa.synth_build import build_synth, experiment_dict
-from mixiqa.synth_eval import (alignment_scores, markdown_table, reannotate,
+from mixiqa.synth.build import build_synth, experiment_dict
+from mixiqa.synth.evaluation import (alignment_scores, markdown_table, reannotate,
                                run_synth_benchmark, swapped_build)
-from mixiqa.synth_sources import (latent_quality, load_source, resolve_sources,
+from mixiqa.synth.sources import (latent_quality, load_source, resolve_sources,
                                   skimage_sources, top_rated_sources)
-from mixiqa.synth_spec import (SynthDataset, SynthSpec, default_spec, load_spec,
+from mixiqa.synth.spec import (SynthDataset, SynthSpec, default_spec, load_spec,
                                swap_transforms)
 
 DEFAULT_METHODS = "naive,linear,monotonic,sind"

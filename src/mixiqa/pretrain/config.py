@@ -95,7 +95,7 @@ class PretrainConfig:
         if bad:
             raise ConfigError(f"pretrain config: invalid {', '.join(bad)} "
                               f"({', '.join(f'{k}={getattr(self, k)!r}' for k in bad)}); "
-                              "see the attribute docs of mixiqa.pretrain_config.PretrainConfig.")
+                              "see the attribute docs of mixiqa.pretrain.config.PretrainConfig.")
 
     def to_dict(self) -> dict:
         return {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(self).items()}

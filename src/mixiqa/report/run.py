@@ -14,9 +14,9 @@ from pathlib import Path
 from typing import Any
 
 from mixiqa.errors import DataError, MixiqaError
-from mixiqa.report_plots import (plot_mapper_curves, plot_pooled_srcc, plot_scatter,
+from mixiqa.report.plots import (plot_mapper_curves, plot_pooled_srcc, plot_scatter,
                                  plot_training_curves)
-from mixiqa.report_render import Plot, Section, Table, fmt
+from mixiqa.report.render import Plot, Section, Table, fmt
 
 METRICS = ("srcc", "plcc", "krcc", "rmse")
 

@@ -143,7 +143,7 @@ class SynthSpec:
 
     def check(self) -> None:
         from mixiqa.distortions import distortion_names
-        from mixiqa.synth_sources import LATENTS
+        from mixiqa.synth.sources import LATENTS
 
         LATENTS.get(self.latent)
         if not self.datasets:

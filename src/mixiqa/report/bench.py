@@ -12,9 +12,9 @@ from pathlib import Path
 
 from mixiqa.errors import DataError
 from mixiqa.progress import progress
-from mixiqa.report_plots import plot_method_bars, plot_split_boxes
-from mixiqa.report_render import Plot, Section, Table, fmt, slug
-from mixiqa.report_run import read_json, read_rows, split_result, training_plot
+from mixiqa.report.plots import plot_method_bars, plot_split_boxes
+from mixiqa.report.render import Plot, Section, Table, fmt, slug
+from mixiqa.report.run import read_json, read_rows, split_result, training_plot
 
 Key = tuple[str, str]  # (protocol, group)
 

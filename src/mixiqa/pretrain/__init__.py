@@ -1,6 +1,6 @@
 """``mixiqa pretrain``: Re-IQA quality-aware contrastive pretraining of an image encoder.
 
-MoCo-v2 (:mod:`mixiqa.pretrain_moco`) on quality-aware views (:mod:`mixiqa.pretrain_data`),
+MoCo-v2 (:mod:`mixiqa.pretrain.moco`) on quality-aware views (:mod:`mixiqa.pretrain.data`),
 starting from ImageNet weights. Scores are never read: any folder of images will do.
 
 A run folder holds ``config.yaml``, ``checkpoint.pt`` (written atomically every
@@ -28,9 +28,9 @@ from torch.utils.data import DataLoader
 from mixiqa import __version__
 from mixiqa.errors import ConfigError
 from mixiqa.progress import progress
-from mixiqa.pretrain_config import PretrainConfig, check_resumable, load_pretrain_config
-from mixiqa.pretrain_data import QualityViews, find_images
-from mixiqa.pretrain_moco import MoCo, ProjectedEncoder, freeze_batchnorm
+from mixiqa.pretrain.config import PretrainConfig, check_resumable, load_pretrain_config
+from mixiqa.pretrain.data import QualityViews, find_images
+from mixiqa.pretrain.moco import MoCo, ProjectedEncoder, freeze_batchnorm
 
 ENCODER_FILE, CHECKPOINT_FILE, INFO_FILE = "encoder.safetensors", "checkpoint.pt", "pretrain.json"
 

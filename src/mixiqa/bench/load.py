@@ -1,4 +1,4 @@
-"""Reading a bench YAML file into a :class:`~mixiqa.bench_config.BenchConfig`, checking
+"""Reading a bench YAML file into a :class:`~mixiqa.bench.config.BenchConfig`, checking
 every part of the grid (methods, groups, protocols, overrides) before any work starts."""
 
 from __future__ import annotations
@@ -9,7 +9,7 @@ from pathlib import Path
 
 import yaml
 
-from mixiqa.bench_config import (BenchConfig, MethodSpec, ProtocolSpec, dataset_name, hint,
+from mixiqa.bench.config import (BenchConfig, MethodSpec, ProtocolSpec, dataset_name, hint,
                                  plain)
 from mixiqa.config import config_from_dict, load_config, parse_key_value
 from mixiqa.errors import ConfigError
@@ -62,7 +62,7 @@ def bench_from_dict(data: dict, folder: str | Path = ".") -> BenchConfig:
 
 def check_bench(bench: BenchConfig) -> None:
     """Build every cell's config and look up its method and runner, before any work."""
-    from mixiqa.bench_runners import get_runner
+    from mixiqa.bench.runners import get_runner
     from mixiqa.methods import get_method
 
     cells = bench.cells()

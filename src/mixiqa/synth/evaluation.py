@@ -20,8 +20,8 @@ import numpy as np
 from mixiqa.data.manifest import Manifest
 from mixiqa.errors import DataError
 from mixiqa.evaluate import srcc
-from mixiqa.synth_build import LATENT_FIELDS, read_csv, select_and_annotate, write_annotations, write_csv
-from mixiqa.synth_spec import SynthSpec, load_spec, swap_transforms
+from mixiqa.synth.build import LATENT_FIELDS, read_csv, select_and_annotate, write_annotations, write_csv
+from mixiqa.synth.spec import SynthSpec, load_spec, swap_transforms
 
 
 def read_latent(latent_csv: str | Path) -> dict[str, float]:
