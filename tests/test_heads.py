@@ -10,6 +10,7 @@ from mixiqa.errors import ConfigError
 from mixiqa.models.heads import (BilinearHead, HEADS, bilinear_pool, create_head,
                                  meanstd_pool, pool_global)
 
+
 def assert_close(a: torch.Tensor, b: torch.Tensor) -> None:
     assert a.shape == b.shape and torch.allclose(a, b, rtol=1e-5, atol=1e-6), (a, b)
 

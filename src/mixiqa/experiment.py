@@ -28,7 +28,6 @@ from mixiqa.train import (CHECKPOINT_FILE, FeatureInputs, ImageInputs, fit_scale
                           predict, targets_of, torch_threads, train_split)
 
 
-
 def resolve_device(name: str) -> str:
     """``auto`` -> cuda where a GPU is visible; under torchrun, this rank's device (and the
     process group is joined, see :mod:`mixiqa.distributed`)."""

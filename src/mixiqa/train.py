@@ -209,6 +209,7 @@ def torch_threads(n: int | None):
 
 CHECKPOINT_FILE = "checkpoint.pt"   # in each split folder while it trains (see each_split)
 
+
 def save_checkpoint(path: Path, state: dict) -> None:
     """Atomic: write a temporary file, then rename over the old checkpoint."""
     tmp = path.with_suffix(f".tmp{os.getpid()}")

@@ -119,9 +119,8 @@ def run_bench(bench: BenchConfig, out: str | Path, resume: bool = False,
             log(f"{cell.name}: finished before, kept")
             continue
         res = run_cell(bench, cell, out / "cells" / cell.name, shared, resume)
-        log(f"{cell.name}: " + ", ".join(f"{ds} SRCC {m['srcc']:.3f}" for ds, m in
-                                        res["per_dataset"].items())
-            + f" ({res['timings']['seconds']:.0f} s)")
+        scores = ", ".join(f"{ds} SRCC {m['srcc']:.3f}" for ds, m in res["per_dataset"].items())
+        log(f"{cell.name}: {scores} ({res['timings']['seconds']:.0f} s)")
         write_outputs(bench, out)
     return write_outputs(bench, out)
 

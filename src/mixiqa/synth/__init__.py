@@ -28,7 +28,7 @@ from pathlib import Path
 from mixiqa.errors import ConfigError
 from mixiqa.synth.build import build_synth, experiment_dict
 from mixiqa.synth.evaluation import (alignment_scores, markdown_table, reannotate,
-                               run_synth_benchmark, swapped_build)
+                                     run_synth_benchmark, swapped_build)
 from mixiqa.synth.sources import (latent_quality, load_source, resolve_sources,
                                   skimage_sources, top_rated_sources)
 from mixiqa.synth.spec import (SynthDataset, SynthSpec, default_spec, load_spec,
