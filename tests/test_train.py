@@ -152,6 +152,8 @@ def test_eval_cli_on_all_images_or_the_runs_test_part(data, tmp_path, capsys):
 
     assert main(["eval", str(default_model_path()), *alpha, "--split", "test"]) == 2
     assert "--split test needs the run's split file" in capsys.readouterr().err
+    assert main(["eval", str(tmp_path / "no-run"), *alpha, "--split", "test"]) == 2
+    assert f"No model at '{tmp_path / 'no-run'}'" in capsys.readouterr().err
 
 
 def test_fine_tuning_path_trains_backbone_and_reloads(data, tmp_path):

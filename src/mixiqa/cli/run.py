@@ -101,9 +101,11 @@ def cmd_eval(args) -> int:
 def run_split(run: str):
     """The split file beside a run's model (``split_NN/split.json``), for ``--split test``."""
     from mixiqa.data.splits import Split
-    from mixiqa.models.iqa import resolve_model_folder
+    from mixiqa.models.iqa import read_meta, resolve_model_folder
 
-    path = resolve_model_folder(Path(run)).parent / "split.json"
+    folder = resolve_model_folder(Path(run))
+    read_meta(folder)              # no model there at all: say that, not "no split file"
+    path = folder.parent / "split.json"
     if not path.is_file():
         raise ConfigError(f"--split test needs the run's split file, and there is no {path}: "
                           "pass a run folder written by `mixiqa train` (one split, or its "
