@@ -1,6 +1,7 @@
 """Ten splits x every mapper family on cached features, timed: the fast-protocol figure.
 
-    uv run python benchmarks/bench_protocol.py configs/quickstart.yaml --splits 10 --out runs/protocol
+    uv run python benchmarks/bench_protocol.py configs/quickstart.yaml --splits 10 \
+        --out runs/protocol
 
 Features are fetched once (from the cache after the first run); every method then trains
 on the SAME splits. Reports wall time of the protocol and the median test SRCC per method.

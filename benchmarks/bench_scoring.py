@@ -78,7 +78,8 @@ def scoring_memory(model: str | None, folder: str, batch_size: int, workers: int
         with open(f"{tmp}/s.csv") as f:
             n = sum(1 for _ in f) - 1
     peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
-    return {"memory_images": n, "memory_peak_rss_mib": round(peak), "memory_seconds": round(seconds, 1)}
+    return {"memory_images": n, "memory_peak_rss_mib": round(peak),
+            "memory_seconds": round(seconds, 1)}
 
 
 def main() -> None:
@@ -100,7 +101,8 @@ def main() -> None:
     threads = pipeline(model, paths, args.batch_size, args.workers, decode="threads")
     fwd = max(fwd, forward_only(model, paths, args.batch_size))  # best of two: the ceiling
     slow = naive(model, paths[: max(32, args.limit // 4)])
-    res = {"date": str(date.today()), "machine": f"{platform.machine()}, {torch.get_num_threads()} threads",
+    machine = f"{platform.machine()}, {torch.get_num_threads()} threads"
+    res = {"date": str(date.today()), "machine": machine,
            "torch": torch.__version__, "images": len(paths), "batch_size": args.batch_size,
            "workers": args.workers, "forward_only_img_s": round(fwd, 2),
            "pipeline_img_s": round(pipe, 2), "pipeline_threads_img_s": round(threads, 2),

@@ -42,9 +42,8 @@ from pathlib import Path
 
 import numpy as np
 from PIL import Image, ImageOps
-from scipy.linalg import cho_factor, cho_solve
 
-from closed_form import gaussian
+from closed_form import gaussian, solve
 from mixiqa.classical.runner import row_values
 from mixiqa.config import load_config
 from mixiqa.errors import ConfigError, DataError, run_command
@@ -107,7 +106,7 @@ def clive_srcc(x, views, y, splits, part, variant, grid, frac=1.0, seed=0):
             k_ev = sum(kernel((v[ev] - mu) / sd, z_tr, g, eq) for v in [x] + extra)
             k_ev /= 1 + len(extra)      # KRR is linear in the kernel row: averaged predictions
             for a in grid[1]:
-                p = k_ev @ cho_solve(cho_factor(k_tr + a * np.eye(len(t))), t)
+                p = k_ev @ solve(k_tr, t, a)
                 res.setdefault((g, a), []).append(srcc(p, y[ev]))
     return res
 

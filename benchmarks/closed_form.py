@@ -46,10 +46,40 @@ def gaussian(a: np.ndarray, b: np.ndarray, gamma: float) -> np.ndarray:
     return np.exp(-gamma / a.shape[1] * np.maximum(d2, 0))
 
 
+def solve(k: np.ndarray, t: np.ndarray, alpha: float, w: np.ndarray | None = None):
+    """Dual coefficients c (n,) of min sum_i w_i (f(x_i) - t_i)^2 + alpha |f|^2:
+    (K + alpha W^-1) c = t; every w_i = 1 when ``w`` is None."""
+    reg = np.eye(len(t)) if w is None else np.diag(1 / w)
+    return cho_solve(cho_factor(k + alpha * reg), t)
+
+
 def solve_all(k: np.ndarray, t: np.ndarray, w: np.ndarray) -> dict[float, np.ndarray]:
-    """Dual coefficients of min sum_i w_i (f(x_i) - t_i)^2 + alpha |f|^2 for every alpha:
-    (K + alpha W^-1) c = t."""
-    return {a: cho_solve(cho_factor(k + a * np.diag(1 / w)), t) for a in ALPHAS}
+    """``solve`` for every alpha of the grid."""
+    return {a: solve(k, t, a, w) for a in ALPHAS}
+
+
+def dataset_weights(dom_tr: np.ndarray) -> np.ndarray:
+    """Row weights (n,) that give every dataset the same total say."""
+    w = np.ones(len(dom_tr))
+    for n in NAMES:
+        w[dom_tr == n] = len(dom_tr) / (len(NAMES) * (dom_tr == n).sum())
+    return w
+
+
+def split_rows(feats, y, dom, pos, split, part: str):
+    """Row indices, standardised features and targets of one split.
+
+    Returns ``tr`` (n,), ``ev`` (m,), ``z_tr`` (n, D), ``z_ev`` (m, D) (features standardised
+    with the training rows) and ``t`` (n,): each dataset's training scores standardised.
+    """
+    tr = np.array([pos[k] for k in split.train])
+    ev = np.array([pos[k] for k in getattr(split, part)])
+    mu, sd = feats[tr].mean(0), feats[tr].std(0) + 1e-6
+    t = y[tr].copy()
+    for n in NAMES:
+        m = dom[tr] == n
+        t[m] = (t[m] - t[m].mean()) / t[m].std()
+    return tr, ev, (feats[tr] - mu) / sd, (feats[ev] - mu) / sd, t
 
 
 def fit_predict(model: str, z_tr, z_ev, dom_tr, dom_ev, t, gamma) -> dict[float, np.ndarray]:
@@ -62,9 +92,7 @@ def fit_predict(model: str, z_tr, z_ev, dom_tr, dom_ev, t, gamma) -> dict[float,
             for a, c in solve_all(k_tr[np.ix_(m, m)], t[m], np.ones(m.sum())).items():
                 out[a][me] = k_ev[np.ix_(me, m)] @ c
         return out
-    w = np.ones(len(t))
-    for n in NAMES:
-        w[dom_tr == n] = len(t) / (len(NAMES) * (dom_tr == n).sum())
+    w = dataset_weights(dom_tr)
     if model == "multitask":
         k_tr = k_tr * (1 + LAMBDA * (dom_tr[:, None] == dom_tr[None]))
         k_ev = k_ev * (1 + LAMBDA * (dom_ev[:, None] == dom_tr[None]))
@@ -78,14 +106,7 @@ def run(feats, manifest, splits, part: str, grid) -> dict:
     dom = np.array([r.dataset for r in manifest])
     res: dict = {}
     for split in splits:
-        tr = np.array([pos[k] for k in split.train])
-        ev = np.array([pos[k] for k in getattr(split, part)])
-        mu, sd = feats[tr].mean(0), feats[tr].std(0) + 1e-6
-        z_tr, z_ev = (feats[tr] - mu) / sd, (feats[ev] - mu) / sd
-        t = y[tr].copy()
-        for n in NAMES:                          # each dataset's scores standardised
-            m = dom[tr] == n
-            t[m] = (t[m] - t[m].mean()) / t[m].std()
+        tr, ev, z_tr, z_ev, t = split_rows(feats, y, dom, pos, split, part)
         for model, gamma in grid:
             for a, p in fit_predict(model, z_tr, z_ev, dom[tr], dom[ev], t, gamma).items():
                 for n in NAMES:

@@ -48,7 +48,8 @@ def main() -> None:
     seeds = [f"split.seeds={list(range(args.seeds))}"]
     prep = splits = None
     rows = {}
-    print("| variant | median val SRCC | CLIVE test | BIQ2021 test | seconds |\n|---|---|---|---|---|")
+    print("| variant | median val SRCC | CLIVE test | BIQ2021 test | seconds |\n"
+          "|---|---|---|---|---|")
     for name, sets in VARIANTS.items():
         cfg = load_config(args.config, BASE + seeds + sets)
         if prep is None:
