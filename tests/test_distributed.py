@@ -36,8 +36,8 @@ def runs(tmp_path_factory):
            "split": {"protocol": "random", "ratios": [0.6, 0.2, 0.2], "seeds": [0]},
            # dropout 0: both processes must draw no per-rank random numbers
            "model": {"backbone": "efficientnet_lite0", "weights": "offline", "pooling": "avg",
-                     "scales": [1.0], "feature_crop": 32, "head_kwargs": {"hidden": [16],
-                                                                         "dropout": 0.0}},
+                     "scales": [1.0], "feature_crop": 32,
+                     "head_kwargs": {"hidden": [16], "dropout": 0.0}},
            "method": {"name": "linear"},
            "train": {"epochs": 4, "batch_size": 8, "lr": 0.003, "workers": 0, "device": "cpu",
                      "cache_dir": str(root / "cache")}}

@@ -30,7 +30,8 @@ from mixiqa.evaluate import (
 )
 
 
-def _pair(seed: int, n: int = 60, ties: bool = False, sign: float = 1.0) -> tuple[np.ndarray, np.ndarray]:
+def _pair(seed: int, n: int = 60, ties: bool = False,
+          sign: float = 1.0) -> tuple[np.ndarray, np.ndarray]:
     rng = np.random.default_rng(seed)
     target = rng.normal(50, 15, n)
     preds = sign * target / 20 + rng.normal(0, 1, n)
@@ -104,7 +105,8 @@ def test_logistic5_fits_its_own_form_and_plots_on_mos_scale() -> None:
     assert m.fit == "logistic5"
     assert m.plcc == pytest.approx(1.0, abs=1e-6)
     grid = np.linspace(0.0, 10.0, 7)
-    np.testing.assert_allclose(m.mapping(grid), logistic5(grid, 60.0, 1.2, 5.0, 2.0, 30.0), atol=1e-2)
+    np.testing.assert_allclose(m.mapping(grid), logistic5(grid, 60.0, 1.2, 5.0, 2.0, 30.0),
+                               atol=1e-2)
 
 
 def test_negative_correlation_gives_decreasing_map_and_positive_plcc() -> None:

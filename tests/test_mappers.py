@@ -141,8 +141,8 @@ def test_mimi_extra_loss_is_the_consistency_term():
     assert create_mapper("affine").extra_loss(q, q) == 0
 
 
-@pytest.mark.parametrize(("name", "kw"), [c for c in CASES if c[0] not in ("identity", "sind",
-                                                                            "linear_rescale")],
+@pytest.mark.parametrize(("name", "kw"),
+                         [c for c in CASES if c[0] not in ("identity", "sind", "linear_rescale")],
                          ids=["affine", "logistic4", "monotonic", "monotonic-ref", "mimi"])
 def test_gradients_reach_every_parameter_and_q(name, kw):
     m = make(name, kw)

@@ -233,8 +233,8 @@ def _bad_score(name: str, tmp: Path) -> Path:
     writers = {
         "csiq": lambda: write_csiq(tmp, [CSIQ_ROWS[0], (*CSIQ_ROWS[1][:5], "n/a")]),
         "tid2013": lambda: write_tid2013(tmp, [TID_ROWS[0], ("n/a", *TID_ROWS[1][1:])]),
-        "kadid10k": lambda: write_kadid10k(tmp, [KADID_ROWS[0], (*KADID_ROWS[1][:2], "n/a",
-                                                                  0.2)]),
+        "kadid10k": lambda: write_kadid10k(
+            tmp, [KADID_ROWS[0], (*KADID_ROWS[1][:2], "n/a", 0.2)]),
         "bid": lambda: write_bid(tmp, [BID_ROWS[0], (2, "n/a", 3, 1, 2, 3)]),
         "koniq": lambda: write_koniq(tmp, [KONIQ_ROWS[0], (*KONIQ_ROWS[1][:7], "n/a",
                                                            *KONIQ_ROWS[1][8:])]),
@@ -280,8 +280,8 @@ def _missing_column(name: str, tmp: Path) -> Path:
     if name == "tid2013":  # a line with the score but no name
         return write_tid2013(tmp, [TID_ROWS[0], (4.2, "")], stds=False)
     if name == "pipal":
-        return write_pipal(tmp, {"A0001": [("A0001_00_00.bmp", 1400.0), ("A0001_00_01.bmp",
-                                                                           "")]})
+        return write_pipal(
+            tmp, {"A0001": [("A0001_00_00.bmp", 1400.0), ("A0001_00_01.bmp", "")]})
     if name == "bid":  # only the image-number column
         return write_bid(tmp, [(1,), (2,)], header=("Image",))
     writers = {

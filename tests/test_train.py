@@ -247,7 +247,8 @@ def test_parallel_split_error_reaches_the_caller(tmp_path):
             raise ValueError("split one is broken")
         return {"seed": split.seed}
 
-    splits = [Split(train=["a/0"], val=[], test=["a/1"], protocol="random", seed=s) for s in range(3)]
+    splits = [Split(train=["a/0"], val=[], test=["a/1"], protocol="random", seed=s)
+              for s in range(3)]
     with pytest.raises(ValueError, match="split one is broken"):
         each_split(splits, tmp_path, False, run_one, jobs=2)
     assert json.loads((tmp_path / "split_00" / "result.json").read_text()) == {"seed": 0}

@@ -90,8 +90,8 @@ class TrainConfig:
     eval_every: int = 1
     checkpoint_seconds: float = 30.0  # checkpoint at most this often (and after the last epoch)
     threads: int | None = None        # torch CPU threads while training (None: torch's default)
-    jobs: int | str = 1               # splits trained at once (cached features on a CPU):
-                                      # an int, or "auto" = one per CPU core
+    # splits trained at once (cached features on a CPU): an int, or "auto" = one per CPU core
+    jobs: int | str = 1
     cache_dir: str | None = None
 
 

@@ -371,7 +371,8 @@ def summarize(results: list[dict]) -> dict:
 
     names = list(dict.fromkeys(n for r in results for n in r["test"]))
     per = {n: median_over_splits([r["test"][n] for r in results if n in r["test"]]) for n in names}
-    counts = {n: int(np.median([r["test"][n]["n"] for r in results if n in r["test"]])) for n in names}
+    counts = {n: int(np.median([r["test"][n]["n"] for r in results if n in r["test"]]))
+              for n in names}
     for n in names:
         per[n]["n"] = counts[n]  # test images per split (median), shown in the table
     return {"per_dataset": per, "weighted": weighted_mean(per, counts) if len(names) > 1 else None,

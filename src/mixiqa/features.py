@@ -27,8 +27,9 @@ from torch.utils.data import DataLoader, Dataset
 from mixiqa.data.transforms import CPU_BATCH_PIXELS, Transform, same_shape_groups
 from mixiqa.progress import progress
 
-CACHE_VERSION = 3  # 2: no reduced-size JPEG decoding unless the spec resizes;
-                   # 3: centre crops resampled straight from the source box
+# 2: no reduced-size JPEG decoding unless the spec resizes;
+# 3: centre crops resampled straight from the source box
+CACHE_VERSION = 3
 
 
 def default_cache_dir() -> Path:

@@ -227,7 +227,8 @@ def make_optimizer(model: IQAModel, cfg: ExperimentConfig, steps_per_epoch: int)
     t = cfg.train
     backbone = [p for p in (model.backbone.parameters() if model.backbone is not None else [])
                 if p.requires_grad]
-    rest = [p for n, p in model.named_parameters() if not n.startswith("backbone.") and p.requires_grad]
+    rest = [p for n, p in model.named_parameters()
+            if not n.startswith("backbone.") and p.requires_grad]
     groups = [{"params": rest, "lr": t.lr}]
     if backbone:
         groups.append({"params": backbone, "lr": t.lr * t.backbone_lr_mult})
@@ -316,7 +317,8 @@ def train_epoch(step: nn.Module, inputs, sampler, targets, opt, scaler, device) 
     losses = []
     for x, b in inputs.train_batches(sampler):
         loss = step(x.to(device, non_blocking=True), y[b].to(device), sd[b].to(device),
-                    torch.as_tensor(dom[b], device=device), torch.as_tensor(align[b], device=device))
+                    torch.as_tensor(dom[b], device=device),
+                    torch.as_tensor(align[b], device=device))
         opt.zero_grad(set_to_none=True)
         scaler.scale(loss).backward()
         scaler.step(opt)

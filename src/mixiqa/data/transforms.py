@@ -126,7 +126,8 @@ class Transform:
     def spec(self) -> str:
         cap = f"-max{self.max_short}" if self.max_short else ""
         return (f"short{self.short}-crop{self.crop}-{self.mode}{self.n_crops}-"
-                f"mean{','.join(f'{m:g}' for m in self.mean)}-std{','.join(f'{s:g}' for s in self.std)}"
+                f"mean{','.join(f'{m:g}' for m in self.mean)}-"
+                f"std{','.join(f'{s:g}' for s in self.std)}"
                 + cap)
 
     def load(self, path: str) -> Image.Image:

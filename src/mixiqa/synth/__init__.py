@@ -10,8 +10,10 @@ when its proxy score q ranks the test images of ALL datasets together by the lat
 quality (pooled alignment SRCC).
 
     mixiqa synth build --sources skimage --datasets 2 --out /tmp/synth
-    mixiqa synth build --sources clive=DATA/CLIVE --sources biq2021=DATA/BIQ2021 --top 40 --out /tmp/synth
-    mixiqa synth run /tmp/synth --methods naive,linear,monotonic,sind --splits 3 --out /tmp/synth-run
+    mixiqa synth build --sources clive=DATA/CLIVE --sources biq2021=DATA/BIQ2021 --top 40 \
+        --out /tmp/synth
+    mixiqa synth run /tmp/synth --methods naive,linear,monotonic,sind --splits 3 \
+        --out /tmp/synth-run
     mixiqa synth run /tmp/synth --swap syn_a,syn_c --out /tmp/synth-swap
 
 The library lives in :mod:`mixiqa.synth.spec` (what a benchmark is),
@@ -58,7 +60,8 @@ def add_synth_command(sub) -> None:
     b.add_argument("--out", required=True, help="build folder (re-running resumes)")
     b.add_argument("--datasets", type=int, default=4, help="number of synthetic datasets")
     b.add_argument("--seed", type=int, help="seed of everything random (default 0, or the spec's)")
-    b.add_argument("--size", type=int, help="square size of every image (default 256, or the spec's)")
+    b.add_argument("--size", type=int,
+                   help="square size of every image (default 256, or the spec's)")
     b.add_argument("--types", help="comma-separated distortion types (default: all)")
     b.add_argument("--spec", help="a spec file (configs/synth.yaml) instead of --datasets/--types")
     b.set_defaults(func=cmd_synth)

@@ -20,7 +20,8 @@ import numpy as np
 from mixiqa.data.manifest import Manifest
 from mixiqa.errors import DataError
 from mixiqa.evaluate import srcc
-from mixiqa.synth.build import LATENT_FIELDS, read_csv, select_and_annotate, write_annotations, write_csv
+from mixiqa.synth.build import (LATENT_FIELDS, read_csv, select_and_annotate, write_annotations,
+                                write_csv)
 from mixiqa.synth.spec import SynthSpec, load_spec, swap_transforms
 
 
@@ -51,7 +52,8 @@ def _split_table(pred_csv: Path, latent: dict[str, float]) -> dict[str, np.ndarr
     sign = np.array([1.0 if r["higher_better"] in ("1", "True", "true") else -1.0 for r in rows])
     return {"dataset": np.array([r["dataset"] for r in rows]),
             "q": np.array([float(r["q"]) for r in rows]),
-            "score": sign * np.array([float(r["score"]) for r in rows]),   # oriented: higher = better
+            # oriented: higher = better
+            "score": sign * np.array([float(r["score"]) for r in rows]),
             "latent": np.array([latent[Path(r["path"]).name] for r in rows])}
 
 
@@ -102,8 +104,8 @@ def reannotate(synth_dir: str | Path, spec: SynthSpec, out: str | Path) -> Path:
     write_annotations(spec, kept, out, image_root=synth_dir)
     write_csv(out / "latent.csv", [{**r, "path": str((synth_dir / r["path"]).absolute())}
                                    for r in kept], LATENT_FIELDS)
-    (out / "synth.json").write_text(json.dumps({"spec": spec.to_dict(),
-                                                "derived_from": str(synth_dir.absolute())}, indent=1))
+    meta = {"spec": spec.to_dict(), "derived_from": str(synth_dir.absolute())}
+    (out / "synth.json").write_text(json.dumps(meta, indent=1))
     return out
 
 

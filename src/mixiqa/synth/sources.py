@@ -118,8 +118,9 @@ def latent_quality(ref: np.ndarray, images: np.ndarray, measure: str = "haarpsi"
     The default, HaarPSI, is the choice of this benchmark: among piq's full-reference
     indexes that need no downloaded weights it is one of the best correlated with human
     scores (piq's README, SRCC on TID2013 / KADID-10k: HaarPSI .87 / .89, MDSI .89 / .89,
-    VSI .90 / .88, MS-SSIM .80 / .80); it sees colour (YIQ chroma channels) and ranks all 18 distortion types of
-    :mod:`mixiqa.distortions` monotonically by level; it works at any size >= 32 px,
+    VSI .90 / .88, MS-SSIM .80 / .80); it sees colour (YIQ chroma channels) and ranks all 18
+    distortion types of :mod:`mixiqa.distortions` monotonically by level; it works at any
+    size >= 32 px,
     where MS-SSIM needs >= 161 px; and it spreads every type over a similar range,
     where MS-SSIM rates a radius-7 defocus (0.84) milder than level-2 white noise.
     Its known blind spots: it sub-samples by 2 first (so 2x pixelation is invisible to
