@@ -38,7 +38,7 @@ from mixiqa.data.transforms import Transform
 from mixiqa.errors import run_command
 from mixiqa.experiment import (build_splits, evaluate_split, feature_spec, load_data,
                                model_meta, post_fit)
-from mixiqa.features import _CropSet, compute_features
+from mixiqa.features import CropSet, compute_features
 from mixiqa.methods import get_method
 from mixiqa.models.backbones import create_backbone
 from mixiqa.models.iqa import IQAModel, build_model
@@ -79,7 +79,7 @@ def extract(paths: list[str], backbone, spec, out: Path) -> tuple[np.ndarray, np
         return np.load(f_stats), np.load(f_maps, mmap_mode="r")
     tf = Transform(spec.short, spec.crop, "center", 1, tuple(backbone.mean),
                    tuple(backbone.std), spec.max_short)
-    loader = DataLoader(_CropSet(paths, tf), batch_size=1, num_workers=1, collate_fn=list)
+    loader = DataLoader(CropSet(paths, tf), batch_size=1, num_workers=1, collate_fn=list)
     model = backbone.model
     st = np.zeros((len(paths), 768), np.float32)
     mp = np.zeros((len(paths), C5 * sum(h * w for h, w in MAP_SIZES)), np.float16)

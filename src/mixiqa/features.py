@@ -123,7 +123,7 @@ def _features_of(backbone, images: list[torch.Tensor], spec: FeatureSpec,
     return torch.stack(out)
 
 
-class _CropSet(Dataset):
+class CropSet(Dataset):
     """Decodes and crops in worker processes so the model never waits for JPEG decoding."""
 
     def __init__(self, paths: Sequence[str], transform: Transform):
@@ -216,7 +216,7 @@ def extract_features(paths: Sequence[str], backbone, spec: FeatureSpec,
         workers = min(2, os.cpu_count() or 1) if workers is None else workers
         tf = Transform(spec.short, spec.crop, "center", 1, tuple(backbone.mean),
                        tuple(backbone.std), spec.max_short)
-        loader = DataLoader(_CropSet([paths[i] for i in todo], tf),
+        loader = DataLoader(CropSet([paths[i] for i in todo], tf),
                             batch_size=batch_size, num_workers=workers, collate_fn=list,
                             persistent_workers=False, prefetch_factor=4 if workers else None)
         backbone.eval().to(memory_format=torch.channels_last)  # ~1.6x faster convs on CPU

@@ -331,6 +331,15 @@ def train_epoch(step: nn.Module, inputs, sampler, targets, opt, scaler, device) 
     return float(mean)
 
 
+def resume_from(path: Path, model: IQAModel, opt, sched) -> tuple:
+    """Restore model, optimizer, schedule and RNG from a checkpoint; returns (epoch, best val
+    SRCC, best-validation state, history) to go on from."""
+    ck = load_checkpoint(path)
+    model.load_state_dict(ck["model"]), opt.load_state_dict(ck["optimizer"])
+    sched.load_state_dict(ck["scheduler"]), torch.set_rng_state(ck["rng"])
+    return ck["epoch"], ck["best"], ck["best_state"], ck["history"]
+
+
 def train_split(cfg: ExperimentConfig, model: IQAModel, inputs, rows: dict[str, Manifest],
                 out: Path, resume: bool = False, device: str = "cpu", log=print) -> dict:
     """Train one split; returns the history. Best-on-validation weights end up in ``model``."""
@@ -355,10 +364,7 @@ def train_split(cfg: ExperimentConfig, model: IQAModel, inputs, rows: dict[str, 
     ckpt_path = out / CHECKPOINT_FILE
     start, best, best_state, history = 0, -math.inf, None, []
     if resume and ckpt_path.exists():
-        ck = load_checkpoint(ckpt_path)
-        model.load_state_dict(ck["model"]), opt.load_state_dict(ck["optimizer"])
-        sched.load_state_dict(ck["scheduler"]), torch.set_rng_state(ck["rng"])
-        start, best, best_state, history = ck["epoch"], ck["best"], ck["best_state"], ck["history"]
+        start, best, best_state, history = resume_from(ckpt_path, model, opt, sched)
         log(f"resumed from {ckpt_path} at epoch {start}")
     has_val = len(rows["val"]) > 0
     last_save = time.monotonic()
