@@ -1,7 +1,7 @@
 """A partly fine-tuned backbone on the CPU: the native SIND recipe with EfficientNet-Lite0's
 last block trainable, against the same recipe frozen, on the same splits.
 
-    uv run python benchmarks/partial_finetune.py --seeds 3 --epochs 15   # ~12 min a split
+    uv run python benchmarks/partial_finetune.py --seeds 6 --lr-mult 1.0   # ~12 min a split
 
 The recipe (configs/native.yaml, method SIND, split80 of configs/bench_real.yaml) pools the
 mean and standard deviation of five stage maps at full and half scale. Lite0's last block
