@@ -53,6 +53,7 @@ class ModelConfig:
     feature_short: int | None = None  # frozen path: resize before the crop
     feature_crop: int | None = 384    # frozen path: centre crop
     feature_max_short: int | None = None  # frozen path: shrink larger images to this short side
+    train_tail: int = 0               # frozen path: train the backbone's last N blocks (CPU)
 
 
 @dataclass
@@ -158,6 +159,13 @@ def _check_values(cfg: ExperimentConfig) -> None:
     jobs = cfg.train.jobs
     if jobs != "auto" and (isinstance(jobs, bool) or not isinstance(jobs, int) or jobs < 1):
         raise ConfigError(f"train.jobs must be a positive integer or 'auto', got {jobs!r}.")
+    tail = cfg.model.train_tail
+    if isinstance(tail, bool) or not isinstance(tail, int) or tail < 0:
+        raise ConfigError(f"model.train_tail must be a whole number of blocks >= 0, got {tail!r}.")
+    if tail and (not cfg.model.freeze or cfg.model.pooling != "meanstd"):
+        raise ConfigError("model.train_tail trains the last blocks of a frozen backbone on "
+                          "cached inputs: it needs freeze: true and pooling: meanstd (with "
+                          "freeze: false the whole backbone trains anyway).")
     cap = cfg.model.feature_max_short
     if cap is not None and (isinstance(cap, bool) or not isinstance(cap, int) or cap < 1):
         raise ConfigError(f"model.feature_max_short must be a positive number of pixels or "

@@ -78,6 +78,8 @@ def build_splits(cfg: ExperimentConfig, manifest: Manifest) -> list:
 def model_meta(cfg: ExperimentConfig, method: Method, train_names: list[str],
                in_features: int, weights_id: str, frozen: bool) -> dict:
 
+    from dataclasses import replace
+
     m = cfg.model
     mapper_kw = dict(cfg.method.mapper_kwargs)
     return {
@@ -85,7 +87,8 @@ def model_meta(cfg: ExperimentConfig, method: Method, train_names: list[str],
         "method": method.name,
         "backbone": {"name": m.backbone, "weights": m.weights, "weights_id": weights_id,
                      "frozen": frozen},
-        "features": asdict(feature_spec(cfg)) if frozen else None,
+        # a trained tail is saved into the backbone: scoring pools the whole backbone's stages
+        "features": asdict(replace(feature_spec(cfg), tail=0)) if frozen else None,
         "head": {"name": m.head, "in_features": in_features, "kwargs": dict(m.head_kwargs)},
         "mappers": {n: {"name": method.mapper, "config": mapper_kw} for n in train_names},
         "eval": {"short": cfg.train.test_short},
@@ -97,7 +100,7 @@ def feature_spec(cfg: ExperimentConfig):
 
     m = cfg.model
     return FeatureSpec(m.backbone, m.weights, m.feature_short, m.feature_crop,
-                       tuple(m.scales), m.pooling, m.feature_max_short)
+                       tuple(m.scales), m.pooling, m.feature_max_short, m.train_tail)
 
 
 def post_fit(model: IQAModel, method: Method, inputs, rows: Manifest, device) -> None:
@@ -171,11 +174,15 @@ def run_split(cfg: ExperimentConfig, split, manifest: Manifest, feats, backbone,
     rows = dict(zip(("train", "val", "test"), split.apply(manifest)))
     torch.manual_seed(cfg.train.seed * 1000 + (split.seed or 0))
     scales = fit_scales(rows["train"], method.targets)
-    frozen = feats is not None
+    frozen, tail = feats is not None, None
     if frozen:
         pos = {k: i for i, k in enumerate(manifest.keys())}
         part_feats = {p: feats[[pos[k] for k in r.keys()]] for p, r in rows.items()}
-        dim = feats.shape[1]
+        if cfg.model.train_tail:   # the cached rows feed the backbone's last blocks
+            from mixiqa.models.tail import Tail
+
+            tail = Tail(backbone, feature_spec(cfg))
+        dim = tail.out_features if tail else feats.shape[1]
     else:
         from mixiqa.data.transforms import eval_transform, train_transform
 
@@ -188,10 +195,11 @@ def run_split(cfg: ExperimentConfig, split, manifest: Manifest, feats, backbone,
     meta = model_meta(cfg, method, list(scales), dim, backbone.weights_id, frozen)
     if not frozen and cfg.model.head == "sind" and backbone.embed_dim:
         meta["head"]["kwargs"].setdefault("embed_dim", backbone.embed_dim)
+    if tail:
+        meta["backbone"]["tail_blocks"] = list(range(tail.start, len(tail.model.blocks)))
     model = build_model(meta, scales, with_backbone=False)
     if frozen:
-        model.feature_norm.fit(part_feats["train"])
-        inputs = FeatureInputs(part_feats, model.feature_norm)
+        model, inputs = frozen_inputs(model, part_feats, tail)
     else:
         # every split fine-tunes its own copy: the next split must start from the same weights
         model.backbone = copy.deepcopy(backbone)
@@ -210,9 +218,24 @@ def run_split(cfg: ExperimentConfig, split, manifest: Manifest, feats, backbone,
         return result
     write_predictions(out / "predictions.csv", rows["test"], q_test,
                       dataset_scale_predictions(model, q_test, rows["test"]))
-    model.backbone = None if frozen else model.backbone
-    save_model(model, out / "model", include_backbone=not frozen)
+    model.backbone = None if frozen and not tail else model.backbone
+    save_model(model, out / "model", include_backbone=not frozen)   # a tail's blocks go in
     return result
+
+
+def frozen_inputs(model: IQAModel, part_feats: dict, tail) -> tuple[IQAModel, object]:
+    """The frozen path's model and inputs: the head on cached features standardised once;
+    with a tail (``model.train_tail``) the backbone's last blocks train too, on cached rows,
+    and the standardiser is fitted on the blocks' pretrained output."""
+    if tail is None:
+        model.feature_norm.fit(part_feats["train"])
+        return model, FeatureInputs(part_feats, model.feature_norm)
+    from mixiqa.models.tail import RowInputs, TailModel
+
+    model.feature_norm.fit(tail.features(part_feats["train"]))
+    model = TailModel(model.head, dict(model.mappers), model.scales, model.meta,
+                      backbone=tail, feature_norm=model.feature_norm)
+    return model, RowInputs(part_feats)
 
 
 @dataclass

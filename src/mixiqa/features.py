@@ -53,6 +53,9 @@ class FeatureSpec:
             With ``short`` and ``crop`` None, images up to this size keep their native
             pixels (distortions intact) while a 12-megapixel photo is brought to the scale
             the model was trained at.
+        tail: 0 for pooled features; k > 0 for the cached rows of partial fine-tuning (the
+            fixed stages' statistics and the map entering the last k blocks, see
+            :mod:`mixiqa.models.tail`).
     """
 
     backbone: str = "efficientnet_lite0"
@@ -62,10 +65,13 @@ class FeatureSpec:
     scales: tuple[float, ...] = (1.0,)
     pooling: str = "avg"
     max_short: int | None = None
+    tail: int = 0
 
     def key(self, weights_id: str) -> str:
-        blob = json.dumps({**asdict(self), "weights_id": weights_id, "v": CACHE_VERSION},
-                          sort_keys=True)
+        d = asdict(self)
+        if not d["tail"]:
+            del d["tail"]       # pooled features keep the keys they had before tails existed
+        blob = json.dumps({**d, "weights_id": weights_id, "v": CACHE_VERSION}, sort_keys=True)
         return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 
@@ -100,6 +106,10 @@ def pool_features(backbone, x: torch.Tensor, pooling: str) -> torch.Tensor:
 @torch.inference_mode()
 def compute_features(backbone, images: torch.Tensor, spec: FeatureSpec) -> torch.Tensor:
     """(B, 3, H, W) normalised crops -> (B, D) features at every scale, concatenated."""
+    if spec.tail:
+        from mixiqa.models.tail import tail_rows
+
+        return tail_rows(backbone, images, spec)
     outs = []
     for s in spec.scales:
         x = images if s == 1.0 else F.interpolate(images, scale_factor=s, mode="bilinear",

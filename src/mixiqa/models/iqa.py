@@ -8,6 +8,7 @@ it never unpickles.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 from dataclasses import asdict, dataclass
@@ -191,8 +192,12 @@ def save_model(model: IQAModel, folder: str | Path, include_backbone: bool | Non
     folder.mkdir(parents=True, exist_ok=True)
     if include_backbone is None:
         include_backbone = not model.meta.get("backbone", {}).get("frozen", True)
+    tail = tail_prefixes(model.meta)
     state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()
-             if include_backbone or not k.startswith("backbone.")}
+             if include_backbone or not k.startswith("backbone.") or k.startswith(tail)}
+    if tail and not any(k.startswith(tail) for k in state):
+        raise ConfigError("This model's trained backbone blocks are not in it (loaded with "
+                          "with_backbone=False?); load it with its backbone to save it.")
     meta = {**model.meta, "format": FORMAT, "format_version": FORMAT_VERSION,
             "backbone_in_file": include_backbone,
             "scales": {k: asdict(s) for k, s in model.scales.items()}}
@@ -202,6 +207,13 @@ def save_model(model: IQAModel, folder: str | Path, include_backbone: bool | Non
     tmp.with_suffix(".json").write_text(json.dumps(meta, indent=1))
     os.replace(tmp.with_suffix(".json"), folder / "model.json")
     return folder
+
+
+def tail_prefixes(meta: dict) -> tuple[str, ...]:
+    """State-dict prefixes of backbone blocks trained with ``model.train_tail``: stored in
+    the model file over the backbone's named weights."""
+    blocks = (meta.get("backbone") or {}).get("tail_blocks") or ()
+    return tuple(f"backbone.model.blocks.{i}." for i in blocks)
 
 
 def read_meta(folder: str | Path) -> dict:
@@ -254,11 +266,17 @@ def load_model(path: str | Path | None = None, with_backbone: bool = True,
     model = build_model(meta, scales, with_backbone=with_backbone)
     state = load_file(str(folder / "model.safetensors"))
     missing, unexpected = model.load_state_dict(state, strict=False)
-    missing = [k for k in missing if not k.startswith("backbone.") or meta["backbone_in_file"]]
+    tail = tail_prefixes(meta)
+    missing = [k for k in missing if not k.startswith("backbone.") or meta["backbone_in_file"]
+               or k.startswith(tail)]
     unexpected = [k for k in unexpected if with_backbone or not k.startswith("backbone.")]
     if missing or unexpected:
         raise DataError(f"'{folder}': weights do not match the model description (missing "
                         f"{missing[:5]}, unexpected {unexpected[:5]}). Was the file edited?")
+    if tail and with_backbone:    # no longer the named weights: say so (feature cache keys)
+        h = hashlib.sha256(b"".join(state[k].numpy().tobytes() for k in sorted(state)
+                                    if k.startswith(tail))).hexdigest()
+        model.backbone.weights_id += f"+tail-sha256-{h[:16]}"
     return model.to(device).eval()
 
 

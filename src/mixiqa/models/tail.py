@@ -1,0 +1,172 @@
+"""Partial fine-tuning on a CPU: a frozen backbone whose last blocks train.
+
+With ``model.train_tail: k`` the first blocks of an EfficientNet-style backbone stay fixed,
+so everything they produce is computed once per image and cached like any frozen feature:
+the pooled statistics of their stages and the map that enters the last ``k`` blocks.
+Training then runs only those blocks (BatchNorm on its pretrained statistics), their pooling,
+the head and the mappers: ~12 minutes a split for Lite0's last block on 2 CPU cores, where
+the whole backbone would take hours (benchmarks/real.md).
+
+A cached row holds, per scale of the spec (in order): the fixed stages' mean and std
+(B, 2 * sum C_i), then the tail's input map (C, h, w) flattened. Rows must stack, so every
+map is brought to the size a square image of the spec's side gives (16 x 16 for 512 px at
+stride 32); an image of another size has its map resampled, which changes only the tail's
+statistics of that image. A trained model is saved as a plain frozen-recipe model whose
+backbone has the ``k`` blocks replaced (parameter names are the backbone's own), so scoring
+runs the whole backbone on the image as it is.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from mixiqa.errors import ConfigError
+from mixiqa.models.iqa import IQAModel
+from mixiqa.train import FeatureInputs
+
+
+def _stats(f: torch.Tensor) -> list[torch.Tensor]:
+    """(B, C, h, w) -> [mean (B, C), std (B, C)]: the meanstd pooling of one stage."""
+    flat = f.flatten(2)
+    return [flat.mean(-1), flat.std(-1, unbiased=False)]
+
+
+def tail_layout(backbone, k: int) -> dict:
+    """Where the tail starts, which block outputs are pooled stages, and the tail's input
+    (channels, stride); remembered on the backbone."""
+    memo = backbone.__dict__.setdefault("_tail_layouts", {})
+    if k in memo:
+        return memo[k]
+    m = getattr(backbone, "model", None)
+    if not all(hasattr(m, a) for a in ("conv_stem", "bn1", "blocks")):
+        raise ConfigError(f"model.train_tail needs an EfficientNet-style backbone (conv_stem, "
+                          f"blocks); '{backbone.name}' is not one. Use efficientnet_lite0/1/2, "
+                          "or train_tail: 0 with freeze: false to fine-tune it whole.")
+    names = [m.feature_info[i]["module"] for i in backbone.stage_indices]
+    if not all(n.startswith("blocks.") for n in names):
+        raise ConfigError(f"model.train_tail: the stages of '{backbone.name}' ({names}) are "
+                          "not outputs of its blocks.")
+    n = len(m.blocks)
+    if not 1 <= k < n:
+        raise ConfigError(f"model.train_tail must be between 1 and {n - 1} for "
+                          f"'{backbone.name}' ({n} blocks), got {k}.")
+    layout = {"start": n - k, "stages": [int(s.split(".")[1]) for s in names]}
+    with torch.no_grad():   # the tail's input at a 128-px probe: channels and stride
+        probe = torch.zeros(1, 3, 128, 128, device=next(m.parameters()).device)
+        _, h = _trunk(backbone, probe, layout)
+    layout.update(channels=h.shape[1], stride=128 // h.shape[-1])
+    memo[k] = layout
+    return layout
+
+
+def _trunk(backbone, x: torch.Tensor, layout: dict) -> tuple[torch.Tensor, torch.Tensor]:
+    """Images (B, 3, H, W) -> fixed stages' statistics (B, 2 * sum C_i) and the tail's input
+    map (B, C, h, w)."""
+    m = backbone.model
+    h, parts = m.bn1(m.conv_stem(x)), []
+    for i in range(layout["start"]):
+        h = m.blocks[i](h)
+        if i in layout["stages"]:
+            parts += _stats(h)
+    return torch.cat(parts, 1), h
+
+
+def image_side(spec) -> int:
+    """The square side training images are taken to have: the crop, else the size cap."""
+    side = spec.crop or spec.max_short or spec.short
+    if not side:
+        raise ConfigError("model.train_tail needs a bounded image size to cache maps of one "
+                          "shape: set model.feature_crop or model.feature_max_short.")
+    return side
+
+
+def map_sizes(backbone, spec) -> list[tuple[int, int]]:
+    """The cached map's (h, w) at each scale of the spec."""
+    lay = tail_layout(backbone, spec.tail)
+    return [(math.ceil(int(image_side(spec) * s) / lay["stride"]),) * 2 for s in spec.scales]
+
+
+@torch.inference_mode()
+def tail_rows(backbone, images: torch.Tensor, spec) -> torch.Tensor:
+    """(B, 3, H, W) normalised images -> (B, D_rows) cached rows (see the module docstring)."""
+    lay = tail_layout(backbone, spec.tail)
+    out = []
+    for s, size in zip(spec.scales, map_sizes(backbone, spec)):
+        x = images if s == 1.0 else F.interpolate(images, scale_factor=s, mode="bilinear",
+                                                  antialias=True, align_corners=False)
+        st, h = _trunk(backbone, x.contiguous(memory_format=torch.channels_last), lay)
+        if tuple(h.shape[-2:]) != size:
+            h = F.interpolate(h, size=size, mode="bilinear", antialias=True,
+                              align_corners=False)
+        out += [st, h.flatten(1)]
+    return torch.cat(out, 1).float()
+
+
+class Tail(nn.Module):
+    """The backbone's last blocks on cached rows: (B, D_rows) -> (B, D) features, the same
+    numbers and order as ``compute_features`` with the spec's pooling and scales.
+
+    Its parameters keep the backbone's names (``model.blocks.6.*``; the fixed blocks are
+    empty placeholders), so the trained blocks load straight into a whole backbone.
+    """
+
+    def __init__(self, backbone, spec):
+        super().__init__()
+        lay = tail_layout(backbone, spec.tail)
+        blocks = backbone.model.blocks
+        self.start, self.stages = lay["start"], [i for i in lay["stages"] if i >= lay["start"]]
+        self.model = nn.Module()
+        self.model.blocks = nn.Sequential(
+            *[nn.Identity() for _ in range(self.start)],
+            *[copy.deepcopy(b) for b in blocks[self.start:]])
+        self.model.to(memory_format=torch.channels_last)
+        self.requires_grad_(True)
+        fixed = 2 * sum(c for i, c in zip(lay["stages"], backbone.stage_channels)
+                        if i < self.start)
+        # per scale: (fixed statistics, C, h, w) of its part of a row
+        self.layout = [(fixed, lay["channels"], h, w) for h, w in map_sizes(backbone, spec)]
+        self.row_dim = sum(d + c * h * w for d, c, h, w in self.layout)
+        self.out_features = len(self.layout) * 2 * sum(backbone.stage_channels)
+        self.eval()
+
+    def train(self, mode: bool = True) -> "Tail":
+        return super().train(False)        # BatchNorm keeps its pretrained statistics
+
+    def forward(self, rows: torch.Tensor) -> torch.Tensor:
+        out, at = [], 0
+        for d, c, h, w in self.layout:
+            out.append(rows[:, at:at + d])
+            x = rows[:, at + d:at + d + c * h * w].reshape(-1, c, h, w)
+            at += d + c * h * w
+            for i in range(self.start, len(self.model.blocks)):
+                x = self.model.blocks[i](x)
+                if i in self.stages:
+                    out += _stats(x)
+        return torch.cat(out, 1)                                   # (B, out_features)
+
+    @torch.no_grad()
+    def features(self, rows: torch.Tensor, batch_size: int = 256) -> torch.Tensor:
+        """(N, D_rows) -> (N, D) in batches, with the current weights."""
+        return torch.cat([self(rows[s:s + batch_size]) for s in range(0, len(rows), batch_size)])
+
+
+class TailModel(IQAModel):
+    """An :class:`IQAModel` trained on cached rows: its backbone is a :class:`Tail`."""
+
+    def forward(self, rows: torch.Tensor) -> torch.Tensor:
+        """Cached rows (B, D_rows) -> q (B,)."""
+        return self.forward_features(self.backbone(rows))
+
+
+class RowInputs(FeatureInputs):
+    """Cached rows of every split part; batches go through the tail (``model.forward``)."""
+
+    frozen = False
+
+    def __init__(self, rows: dict[str, torch.Tensor]):
+        super().__init__(rows, norm=None)

@@ -1,0 +1,96 @@
+"""Partial fine-tuning (``model.train_tail``): cached rows, the tail on them, the model file."""
+
+from __future__ import annotations
+
+import csv
+import json
+from dataclasses import replace
+
+import pytest
+import torch
+from safetensors import safe_open
+
+from helpers import make_set
+from mixiqa.config import config_from_dict
+from mixiqa.errors import ConfigError
+from mixiqa.experiment import run_experiment
+from mixiqa.features import FeatureSpec, compute_features
+from mixiqa.models.backbones import create_backbone
+from mixiqa.models.iqa import load_model
+from mixiqa.models.tail import Tail, tail_layout, tail_rows
+
+
+@pytest.fixture(scope="module")
+def lite0():
+    return create_backbone("efficientnet_lite0").eval()
+
+
+@pytest.mark.parametrize("k", [1, 3])
+def test_tail_on_cached_rows_gives_the_pooled_features(lite0, k):
+    spec = FeatureSpec(crop=None, max_short=128, scales=(1.0, 0.5), pooling="meanstd", tail=k)
+    x = torch.randn(2, 3, 128, 128, generator=torch.Generator().manual_seed(0))
+    rows = tail_rows(lite0, x, spec).clone()   # a cached row, read back as a plain tensor
+    tail = Tail(lite0, spec)
+    assert rows.shape == (2, tail.row_dim)
+    with torch.no_grad():
+        got = tail(rows)
+    want = compute_features(lite0, x, replace(spec, tail=0))
+    assert got.shape == want.shape == (2, tail.out_features)
+    torch.testing.assert_close(got, want, atol=1e-5, rtol=1e-5)
+    # only the tail's blocks are parameters, under the backbone's own names
+    names = {n.split(".")[2] for n, _ in tail.named_parameters()}
+    assert names == {str(i) for i in range(7 - k, 7)}
+
+
+def test_an_image_of_another_size_still_makes_a_row_of_the_same_length(lite0):
+    spec = FeatureSpec(crop=None, max_short=128, scales=(1.0, 0.5), pooling="meanstd", tail=1)
+    rows = [tail_rows(lite0, torch.randn(1, 3, h, w), spec) for h, w in ((128, 128), (96, 160))]
+    assert rows[0].shape == rows[1].shape
+
+
+def test_tail_needs_a_block_backbone_and_a_sensible_count(lite0):
+    with pytest.raises(ConfigError, match="EfficientNet-style"):
+        tail_layout(create_backbone("resnet18", weights="none"), 1)
+    with pytest.raises(ConfigError, match="between 1 and 6"):
+        tail_layout(lite0, 7)
+
+
+def _config(root, sets, **model) -> dict:
+    return {
+        "name": "t", "datasets": sets,
+        "split": {"protocol": "random", "ratios": [0.6, 0.2, 0.2], "seeds": [0]},
+        "model": {"backbone": "efficientnet_lite0", "weights": "offline", "freeze": True,
+                  "pooling": "meanstd", "scales": [1.0], "feature_crop": 64,
+                  "head_kwargs": {"hidden": [16]}, "train_tail": 1, **model},
+        "method": {"name": "sind"},
+        "train": {"epochs": 2, "batch_size": 8, "lr": 0.003, "backbone_lr_mult": 1.0,
+                  "workers": 0, "cache_dir": str(root / "cache")}}
+
+
+def test_config_refuses_a_tail_without_a_frozen_meanstd_recipe(tmp_path):
+    for change in ({"train_tail": -1}, {"freeze": False}, {"pooling": "avg"}):
+        with pytest.raises(ConfigError, match="train_tail"):
+            config_from_dict(_config(tmp_path, [{"name": "csv", "root": "x"}], **change))
+
+
+def test_trained_tail_is_saved_into_the_backbone_and_scores_as_trained(tmp_path):
+    sets = [make_set(tmp_path, "alpha", 30, lambda q: 1 + 4 * q, 0)]
+    run_experiment(config_from_dict(_config(tmp_path, sets)), tmp_path / "run",
+                   log=lambda *a: None)
+    folder = tmp_path / "run" / "split_00" / "model"
+    meta = json.loads((folder / "model.json").read_text())
+    assert meta["backbone"]["tail_blocks"] == [6] and meta["features"]["tail"] == 0
+    with safe_open(str(folder / "model.safetensors"), "pt") as f:
+        stored = {k: f.get_tensor(k) for k in f.keys()}
+    backbone_keys = [k for k in stored if k.startswith("backbone.")]
+    assert backbone_keys and all(k.startswith("backbone.model.blocks.6.") for k in backbone_keys)
+    pretrained = create_backbone("efficientnet_lite0").state_dict()
+    assert any(not torch.equal(stored[k], pretrained[k[len("backbone."):]])
+               for k in backbone_keys), "the last block did not train"
+    # scoring images runs the whole backbone with the trained block: the q of training's rows
+    model = load_model(folder)
+    assert model.backbone.weights_id.startswith(pretrained_id := create_backbone(
+        "efficientnet_lite0").weights_id) and model.backbone.weights_id != pretrained_id
+    preds = list(csv.DictReader(open(tmp_path / "run" / "split_00" / "predictions.csv")))
+    scored = model.score([r["path"] for r in preds])
+    assert scored == pytest.approx([float(r["q"]) for r in preds], rel=1e-4, abs=1e-4)
