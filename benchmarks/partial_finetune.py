@@ -13,6 +13,9 @@ loop (``train_split``). ``frozen`` uses the same kept maps with the block fixed,
 variants differ in the block's trainability alone. BatchNorm statistics of the block stay
 as pretrained (eval mode); its weights train at ``lr * backbone_lr_mult``.
 
+The same training is the package's ``model.train_tail`` recipe (configs/native_tail.yaml,
+``mixiqa train``); this script keeps the paired comparison, both arms on one set of kept maps.
+
 A dozen images whose native size is not 500 or 512 pixels (odd BIQ2021 crops, two large
 CLIVE photos) have ``blocks.5`` maps of another size; they are resampled to 16 x 16 (8 x 8
 at half scale) before being kept, which changes only their last-stage statistics.
