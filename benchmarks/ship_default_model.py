@@ -13,14 +13,16 @@ import sys
 from pathlib import Path
 
 from mixiqa.errors import run_command
-from mixiqa.models.iqa import load_model, resolve_model_folder, save_model
+from mixiqa.models.iqa import (load_model, read_meta, resolve_model_folder, save_model,
+                               tail_prefixes)
 
 DEST = Path(__file__).resolve().parents[1] / "src" / "mixiqa" / "assets" / "default_model"
 
 
 def main() -> None:
     src = resolve_model_folder(Path(sys.argv[1]))
-    model = load_model(src, with_backbone=False)
+    # a model with trained tail blocks (model.train_tail) carries them over its backbone
+    model = load_model(src, with_backbone=bool(tail_prefixes(read_meta(src))))
     model.meta["output"] = {"scale": "clive", "clip": [0.0, 100.0]}
     for f in ("model.json", "model.safetensors"):    # README.md (terms, recipe) stays
         (DEST / f).unlink(missing_ok=True)
