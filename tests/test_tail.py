@@ -16,7 +16,7 @@ from mixiqa.errors import ConfigError
 from mixiqa.experiment import run_experiment
 from mixiqa.features import FeatureSpec, compute_features
 from mixiqa.models.backbones import create_backbone
-from mixiqa.models.iqa import load_model
+from mixiqa.models.iqa import load_model, save_model
 from mixiqa.models.tail import Tail, tail_layout, tail_rows
 
 
@@ -94,3 +94,9 @@ def test_trained_tail_is_saved_into_the_backbone_and_scores_as_trained(tmp_path)
     preds = list(csv.DictReader(open(tmp_path / "run" / "split_00" / "predictions.csv")))
     scored = model.score([r["path"] for r in preds])
     assert scored == pytest.approx([float(r["q"]) for r in preds], rel=1e-4, abs=1e-4)
+    # without its backbone the trained block is not in memory: re-saving must refuse
+    with pytest.raises(ConfigError, match="trained backbone blocks"):
+        save_model(load_model(folder, with_backbone=False), tmp_path / "resaved")
+    save_model(model, tmp_path / "resaved")
+    assert load_model(tmp_path / "resaved").score(preds[0]["path"]) == pytest.approx(
+        scored[:1], rel=1e-5)
