@@ -41,7 +41,7 @@ from mixiqa.data.transforms import Transform
 from mixiqa.errors import run_command
 from mixiqa.experiment import (build_splits, evaluate_split, feature_spec, load_data,
                                model_meta, post_fit)
-from mixiqa.features import CropSet, compute_features
+from mixiqa.features import CropSet, compute_features, stage_stats as stats
 from mixiqa.methods import get_method
 from mixiqa.models.backbones import create_backbone
 from mixiqa.models.iqa import IQAModel, build_model
@@ -51,12 +51,6 @@ from mixiqa.train import FeatureInputs, fit_scales, predict, torch_threads, trai
 TRUNK_STAGES = (0, 1, 2, 4)        # blocks whose maps are fixed: stages 1-4 of the recipe
 MAP_SIZES = ((16, 16), (8, 8))     # blocks.5 output at full and half scale (500-512 px)
 C5 = 192                           # blocks.5 channels
-
-
-def stats(f: torch.Tensor) -> list[torch.Tensor]:
-    """(B, C, h, w) -> [mean (B, C), std (B, C)], as the recipe's pooling."""
-    flat = f.flatten(2)
-    return [flat.mean(-1), flat.std(-1, unbiased=False)]
 
 
 def trunk(model: nn.Module, x: torch.Tensor, size) -> tuple[torch.Tensor, torch.Tensor]:

@@ -10,7 +10,7 @@ import copy
 import json
 import os
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -77,9 +77,6 @@ def build_splits(cfg: ExperimentConfig, manifest: Manifest) -> list:
 
 def model_meta(cfg: ExperimentConfig, method: Method, train_names: list[str],
                in_features: int, weights_id: str, frozen: bool) -> dict:
-
-    from dataclasses import replace
-
     m = cfg.model
     mapper_kw = dict(cfg.method.mapper_kwargs)
     return {

@@ -84,6 +84,12 @@ def file_hash(path: str) -> str:
     return h.hexdigest()
 
 
+def stage_stats(f: torch.Tensor) -> list[torch.Tensor]:
+    """One stage map (B, C, h, w) -> [mean (B, C), std (B, C)] over its positions."""
+    flat = f.flatten(2)
+    return [flat.mean(-1), flat.std(-1, unbiased=False)]
+
+
 def pool_features(backbone, x: torch.Tensor, pooling: str) -> torch.Tensor:
     """(B, 3, H, W) -> (B, D) pooled features."""
     if pooling == "avg":
@@ -95,10 +101,7 @@ def pool_features(backbone, x: torch.Tensor, pooling: str) -> torch.Tensor:
         else:    # plus the last map's average: the content (semantic) features, one pass
             stages, final = backbone.forward_stages_and_features(x)
             extra = [final.mean(dim=(2, 3)) if final.ndim == 4 else final.mean(dim=1)]
-        parts = []
-        for f in stages:                                                # (B, C_i, h_i, w_i)
-            flat = f.flatten(2)
-            parts += [flat.mean(-1), flat.std(-1, unbiased=False)]
+        parts = [p for f in stages for p in stage_stats(f)]
         return torch.cat(parts + extra, dim=1)               # (B, 2 * sum C_i [+ C])
     raise ValueError(f"unknown pooling '{pooling}' (avg, meanstd or meanstd+avg)")
 

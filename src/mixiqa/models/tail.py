@@ -26,14 +26,9 @@ import torch.nn.functional as F
 from torch import nn
 
 from mixiqa.errors import ConfigError
+from mixiqa.features import stage_stats
 from mixiqa.models.iqa import IQAModel
 from mixiqa.train import FeatureInputs
-
-
-def _stats(f: torch.Tensor) -> list[torch.Tensor]:
-    """(B, C, h, w) -> [mean (B, C), std (B, C)]: the meanstd pooling of one stage."""
-    flat = f.flatten(2)
-    return [flat.mean(-1), flat.std(-1, unbiased=False)]
 
 
 def tail_layout(backbone, k: int) -> dict:
@@ -72,7 +67,7 @@ def _trunk(backbone, x: torch.Tensor, layout: dict) -> tuple[torch.Tensor, torch
     for i in range(layout["start"]):
         h = m.blocks[i](h)
         if i in layout["stages"]:
-            parts += _stats(h)
+            parts += stage_stats(h)
     return torch.cat(parts, 1), h
 
 
@@ -146,7 +141,7 @@ class Tail(nn.Module):
             for i in range(self.start, len(self.model.blocks)):
                 x = self.model.blocks[i](x)
                 if i in self.stages:
-                    out += _stats(x)
+                    out += stage_stats(x)
         return torch.cat(out, 1)                                   # (B, out_features)
 
     @torch.no_grad()
