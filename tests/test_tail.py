@@ -17,6 +17,7 @@ from mixiqa.experiment import run_experiment
 from mixiqa.features import FeatureSpec, compute_features
 from mixiqa.models.backbones import create_backbone
 from mixiqa.models.iqa import load_model, save_model
+from mixiqa.models import tail as tail_module
 from mixiqa.models.tail import Tail, tail_layout, tail_rows
 
 
@@ -73,10 +74,17 @@ def test_config_refuses_a_tail_without_a_frozen_meanstd_recipe(tmp_path):
             config_from_dict(_config(tmp_path, [{"name": "csv", "root": "x"}], **change))
 
 
-def test_trained_tail_is_saved_into_the_backbone_and_scores_as_trained(tmp_path):
+@pytest.mark.parametrize("cpu_amp", [False, True])
+def test_trained_tail_is_saved_into_the_backbone_and_scores_as_trained(tmp_path, monkeypatch,
+                                                                         cpu_amp):
+    # the dtype of every map the trained block pools: bf16 in training under train.cpu_amp
+    seen, pool = set(), tail_module.stage_stats
+    monkeypatch.setattr(tail_module, "stage_stats", lambda x: seen.add(x.dtype) or pool(x))
     sets = [make_set(tmp_path, "alpha", 30, lambda q: 1 + 4 * q, 0)]
-    run_experiment(config_from_dict(_config(tmp_path, sets)), tmp_path / "run",
-                   log=lambda *a: None)
+    cfg = _config(tmp_path, sets)
+    cfg["train"]["cpu_amp"] = cpu_amp
+    run_experiment(config_from_dict(cfg), tmp_path / "run", log=lambda *a: None)
+    assert seen == ({torch.float32, torch.bfloat16} if cpu_amp else {torch.float32})
     folder = tmp_path / "run" / "split_00" / "model"
     meta = json.loads((folder / "model.json").read_text())
     assert meta["backbone"]["tail_blocks"] == [6] and meta["features"]["tail"] == 0

@@ -10,6 +10,7 @@ import contextlib
 import math
 import os
 import time
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -279,9 +280,21 @@ def alignment_domains(rows: Manifest, by: str) -> np.ndarray:
 
 
 def amp_setup(cfg: ExperimentConfig, device: str):
-    """Mixed precision only on a GPU: bf16 where supported (no scaler), else fp16 + scaler."""
-    if not device.startswith("cuda") or not cfg.train.amp:
-        return None, torch.amp.GradScaler("cuda", enabled=False)
+    """Training's autocast dtype and grad scaler. On a GPU (``train.amp``): bf16 where
+    supported (no scaler), else fp16 + scaler. On a CPU (``train.cpu_amp``): bf16, which
+    needs no scaler; evaluation and scoring stay in fp32 either way."""
+    off = torch.amp.GradScaler("cuda", enabled=False)
+    if not device.startswith("cuda"):
+        if not cfg.train.cpu_amp:
+            return None, off
+        if not torch.backends.mkldnn.is_available() or \
+                not torch.ops.mkldnn._is_mkldnn_bf16_supported():
+            warnings.warn("train.cpu_amp: this CPU has no native bf16 (AVX512-BF16 or AMX), "
+                          "so bf16 training will be slower than fp32; set train.cpu_amp: false.",
+                          stacklevel=2)
+        return torch.bfloat16, off
+    if not cfg.train.amp:
+        return None, off
     dtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
     return dtype, torch.amp.GradScaler("cuda", enabled=dtype == torch.float16)
 
