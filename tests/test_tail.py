@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import json
 from dataclasses import replace
+from pathlib import Path
 
 import pytest
 import torch
@@ -108,3 +109,17 @@ def test_trained_tail_is_saved_into_the_backbone_and_scores_as_trained(tmp_path,
     save_model(model, tmp_path / "resaved")
     assert load_model(tmp_path / "resaved").score(preds[0]["path"]) == pytest.approx(
         scored[:1], rel=1e-5)
+
+
+def test_cpu_amp_is_bf16_on_a_cpu_and_warns_without_native_support(monkeypatch):
+    from mixiqa import train as train_module
+
+    cfg = config_from_dict(_config(Path("."), [{"name": "csv", "root": "x"}]))
+    assert train_module.amp_setup(cfg, "cpu")[0] is None          # off by default
+    cfg.train.cpu_amp = True
+    monkeypatch.setattr(train_module, "_cpu_has_native_bf16", lambda: True)
+    dtype, scaler = train_module.amp_setup(cfg, "cpu")
+    assert dtype is torch.bfloat16 and not scaler.is_enabled()
+    monkeypatch.setattr(train_module, "_cpu_has_native_bf16", lambda: False)
+    with pytest.warns(UserWarning, match="no native bf16"):
+        assert train_module.amp_setup(cfg, "cpu")[0] is torch.bfloat16

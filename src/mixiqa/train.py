@@ -279,6 +279,15 @@ def alignment_domains(rows: Manifest, by: str) -> np.ndarray:
     return np.array([names.index(k) for k in keys])
 
 
+def _cpu_has_native_bf16() -> bool:
+    """oneDNN's own check (AVX512-BF16 / AMX); False where torch has no such probe."""
+    probe = getattr(torch.ops.mkldnn, "_is_mkldnn_bf16_supported", None)
+    try:
+        return bool(torch.backends.mkldnn.is_available() and probe is not None and probe())
+    except RuntimeError:        # an op missing from this build
+        return False
+
+
 def amp_setup(cfg: ExperimentConfig, device: str):
     """Training's autocast dtype and grad scaler. On a GPU (``train.amp``): bf16 where
     supported (no scaler), else fp16 + scaler. On a CPU (``train.cpu_amp``): bf16, which
@@ -287,8 +296,7 @@ def amp_setup(cfg: ExperimentConfig, device: str):
     if not device.startswith("cuda"):
         if not cfg.train.cpu_amp:
             return None, off
-        if not torch.backends.mkldnn.is_available() or \
-                not torch.ops.mkldnn._is_mkldnn_bf16_supported():
+        if not _cpu_has_native_bf16():
             warnings.warn("train.cpu_amp: this CPU has no native bf16 (AVX512-BF16 or AMX), "
                           "so bf16 training will be slower than fp32; set train.cpu_amp: false.",
                           stacklevel=2)
