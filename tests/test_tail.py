@@ -44,6 +44,36 @@ def test_tail_on_cached_rows_gives_the_pooled_features(lite0, k):
     assert names == {str(i) for i in range(7 - k, 7)}
 
 
+def _mirrored(tail: Tail, rows: torch.Tensor) -> torch.Tensor:
+    """The rows with every scale's map flipped left-right, by the layout."""
+    parts, at = [], 0
+    for d, c, h, w in tail.layout:
+        parts.append(rows[:, at:at + d])
+        parts.append(rows[:, at + d:at + d + c * h * w].reshape(-1, c, h, w).flip(-1).flatten(1))
+        at += d + c * h * w
+    return torch.cat(parts, 1)
+
+
+def test_tail_flip_mirrors_maps_only_in_training(lite0):
+    spec = FeatureSpec(crop=None, max_short=64, scales=(1.0, 0.5), pooling="meanstd", tail=1)
+    x = torch.randn(1, 3, 64, 64, generator=torch.Generator().manual_seed(1))
+    row = tail_rows(lite0, x, spec).clone()
+    tail = Tail(lite0, spec, flip=True)
+    with torch.no_grad():
+        plain, mirrored = tail(row), tail(_mirrored(tail, row))
+        assert not torch.allclose(plain, mirrored)          # the flip changes the features
+        torch.manual_seed(0)
+        tail.train()
+        assert not any(m.training for m in tail.modules())   # BatchNorm stays frozen
+        got = tail(row.expand(16, -1))
+        tail.eval()
+        torch.testing.assert_close(tail(row), plain)         # evaluation never flips
+    is_plain = [torch.allclose(g, plain[0], atol=1e-4) for g in got]
+    is_mirrored = [torch.allclose(g, mirrored[0], atol=1e-4) for g in got]
+    assert all(a != b for a, b in zip(is_plain, is_mirrored))   # each row one or the other
+    assert 0 < sum(is_mirrored) < 16                            # both happen
+
+
 def test_an_image_of_another_size_still_makes_a_row_of_the_same_length(lite0):
     spec = FeatureSpec(crop=None, max_short=128, scales=(1.0, 0.5), pooling="meanstd", tail=1)
     rows = [tail_rows(lite0, torch.randn(1, 3, h, w), spec) for h, w in ((128, 128), (96, 160))]
@@ -70,9 +100,12 @@ def _config(root, sets, **model) -> dict:
 
 
 def test_config_refuses_a_tail_without_a_frozen_meanstd_recipe(tmp_path):
-    for change in ({"train_tail": -1}, {"freeze": False}, {"pooling": "avg"}):
+    for change in ({"train_tail": -1}, {"freeze": False}, {"pooling": "avg"},
+                   {"train_tail": 0, "tail_flip": True}):
         with pytest.raises(ConfigError, match="train_tail"):
             config_from_dict(_config(tmp_path, [{"name": "csv", "root": "x"}], **change))
+    with pytest.raises(ConfigError, match="tail_flip must be true or false"):
+        config_from_dict(_config(tmp_path, [{"name": "csv", "root": "x"}], tail_flip="yes"))
 
 
 @pytest.mark.parametrize("cpu_amp", [False, True])

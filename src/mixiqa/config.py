@@ -54,6 +54,7 @@ class ModelConfig:
     feature_crop: int | None = 384    # frozen path: centre crop
     feature_max_short: int | None = None  # frozen path: shrink larger images to this short side
     train_tail: int = 0               # frozen path: train the backbone's last N blocks (CPU)
+    tail_flip: bool = False           # train_tail: mirror half the cached maps in training
 
 
 @dataclass
@@ -169,6 +170,11 @@ def _check_values(cfg: ExperimentConfig) -> None:
         raise ConfigError("model.train_tail trains the last blocks of a frozen backbone on "
                           "cached inputs: it needs freeze: true and pooling: meanstd (with "
                           "freeze: false the whole backbone trains anyway).")
+    if not isinstance(cfg.model.tail_flip, bool):
+        raise ConfigError(f"model.tail_flip must be true or false, got {cfg.model.tail_flip!r}.")
+    if cfg.model.tail_flip and not tail:
+        raise ConfigError("model.tail_flip mirrors the cached maps of model.train_tail; set "
+                          "train_tail: 1 (or more) with it, or leave tail_flip false.")
     cap = cfg.model.feature_max_short
     if cap is not None and (isinstance(cap, bool) or not isinstance(cap, int) or cap < 1):
         raise ConfigError(f"model.feature_max_short must be a positive number of pixels or "

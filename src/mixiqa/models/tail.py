@@ -108,9 +108,13 @@ class Tail(nn.Module):
 
     Its parameters keep the backbone's names (``model.blocks.6.*``; the fixed blocks are
     empty placeholders), so the trained blocks load straight into a whole backbone.
+
+    ``flip=True`` augments training: in train mode each row's maps (every scale alike) are
+    mirrored left-right with probability 1/2, a stand-in for flipping the image (the fixed
+    stages' cached statistics stay those of the unflipped image). Evaluation never flips.
     """
 
-    def __init__(self, backbone, spec):
+    def __init__(self, backbone, spec, flip: bool = False):
         super().__init__()
         lay = tail_layout(backbone, spec.tail)
         blocks = backbone.model.blocks
@@ -127,16 +131,24 @@ class Tail(nn.Module):
         self.layout = [(fixed, lay["channels"], h, w) for h, w in map_sizes(backbone, spec)]
         self.row_dim = sum(d + c * h * w for d, c, h, w in self.layout)
         self.out_features = len(self.layout) * 2 * sum(backbone.stage_channels)
+        self.flip, self.flipping = flip, False
         self.eval()
 
     def train(self, mode: bool = True) -> "Tail":
-        return super().train(False)        # BatchNorm keeps its pretrained statistics
+        super().train(False)               # BatchNorm keeps its pretrained statistics
+        self.flipping = mode and self.flip
+        return self
 
     def forward(self, rows: torch.Tensor) -> torch.Tensor:
         out, at = [], 0
+        # one draw per row, shared by its scales: (B, 1, 1, 1)
+        mirror = (torch.rand(len(rows), 1, 1, 1, device=rows.device) < 0.5
+                  if self.flipping else None)
         for d, c, h, w in self.layout:
             out.append(rows[:, at:at + d])
             x = rows[:, at + d:at + d + c * h * w].reshape(-1, c, h, w)
+            if mirror is not None:
+                x = torch.where(mirror, x.flip(-1), x)
             at += d + c * h * w
             for i in range(self.start, len(self.model.blocks)):
                 x = self.model.blocks[i](x)
