@@ -1,0 +1,87 @@
+"""Score a finished ``mixiqa train`` run's test images through ``mixiqa.load_model``, as
+``mixiqa score`` does, and compare with the SRCC the run reported.
+
+    uv run python benchmarks/score_splits.py runs/nt-bf16-e20              # CLIVE, ten seeds
+    uv run python benchmarks/score_splits.py runs/nt-bf16-e20 --seeds 0 --dataset biq2021
+
+Two questions, one pass over each split's test images:
+
+- ``cached`` vs ``full``: a model trained on cached rows (``model.train_tail``) is saved as a
+  whole backbone and scores decoded images end to end. Its test SRCC should equal the one
+  the run computed from the cache (``q`` of ``split_*/predictions.csv``), so that the
+  benchmark numbers hold for ``mixiqa score``.
+- ``flip`` and ``avg``: the same images mirrored left-right, and the mean of the two
+  predictions (test-time flip averaging; fixed beforehand, nothing tuned on test rows).
+
+Each split's model sees only the test rows of its own split. Prints per-seed SRCC and the
+medians. One thread: ~4 s an image pair (CLIVE, 500 x 500) at low priority beside a training
+run on the 2-core CPU of benchmarks/real.md, ~8 min a CLIVE split.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import statistics
+import sys
+from pathlib import Path
+
+import torch
+from scipy.stats import spearmanr
+
+import mixiqa
+from mixiqa.errors import DataError, run_command
+from mixiqa.score import model_transform
+
+
+def split_scores(split: Path, dataset: str) -> dict[str, float]:
+    """One split's test SRCC: the run's cached q, the whole model as-is, mirrored, and both."""
+    rows = [r for r in csv.DictReader(open(split / "predictions.csv"))
+            if r["dataset"] == dataset]
+    if not rows:
+        raise DataError(f"{split / 'predictions.csv'} has no test rows of '{dataset}'.")
+    model = mixiqa.load_model(split / "model").eval()
+    tf = model_transform(model)
+    full, flip = [], []
+    with torch.inference_mode():
+        for r in rows:
+            x = tf.normalize(tf.pixels(r["path"])[None])               # (1, 3, H, W)
+            x = x.contiguous(memory_format=torch.channels_last)
+            full.append(float(model(x)))
+            flip.append(float(model(x.flip(-1))))
+    mos = [float(r["score"]) for r in rows]
+
+    def rho(pred):
+        return float(spearmanr(pred, mos)[0])
+
+    return {"n": len(rows), "cached": rho([float(r["q"]) for r in rows]), "full": rho(full),
+            "flip": rho(flip), "avg": rho([a + b for a, b in zip(full, flip)])}
+
+
+def main(argv=None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("run", type=Path, help="a finished `mixiqa train` run folder")
+    ap.add_argument("--dataset", default="clive")
+    ap.add_argument("--seeds", type=int, nargs="*", default=list(range(10)))
+    ap.add_argument("--threads", type=int, default=1)
+    a = ap.parse_args(argv)
+    torch.set_num_threads(a.threads)
+    res = []
+    for seed in a.seeds:
+        split = a.run / f"split_{seed:02d}"
+        if not (split / "model").is_dir():
+            raise DataError(f"{split}/model not found: is {a.run} a finished `mixiqa train` "
+                            "run with this seed?")
+        r = split_scores(split, a.dataset)
+        res.append(r)
+        print(f"seed {seed} n={r['n']} " + " ".join(
+            f"{k} {r[k]:.3f}" for k in ("cached", "full", "flip", "avg")), flush=True)
+    for k in ("cached", "full", "flip", "avg"):
+        print(f"{k:6s} median SRCC {statistics.median(r[k] for r in res):.3f}")
+    d = [r["avg"] - r["full"] for r in res]
+    print(f"avg - full: paired median {statistics.median(d):+.4f}, "
+          f"higher on {sum(x > 0 for x in d)} of {len(d)}")
+
+
+if __name__ == "__main__":
+    sys.exit(run_command(main, Path(__file__).name))
