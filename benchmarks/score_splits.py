@@ -36,8 +36,8 @@ from mixiqa.score import model_transform
 
 def split_scores(split: Path, dataset: str) -> dict[str, float]:
     """One split's test SRCC: the run's cached q, the whole model as-is, mirrored, and both."""
-    rows = [r for r in csv.DictReader(open(split / "predictions.csv"))
-            if r["dataset"] == dataset]
+    with open(split / "predictions.csv", newline="") as f:
+        rows = [r for r in csv.DictReader(f) if r["dataset"] == dataset]
     if not rows:
         raise DataError(f"{split / 'predictions.csv'} has no test rows of '{dataset}'.")
     model = mixiqa.load_model(split / "model").eval()
