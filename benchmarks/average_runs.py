@@ -3,9 +3,10 @@ with the first run alone: what a two-model ensemble would give, at no training c
 
     uv run python benchmarks/average_runs.py runs/nt-bf16-e20 runs/nt-linear-bf16-e20 ...
 
-Both runs must share their splits (same config but the method, same seeds). For each seed
-and dataset the ensemble score of a test image is the mean of the two runs' ``pred`` columns
-of ``split_*/predictions.csv``: each is already on that dataset's own MOS scale (the run's
+Both runs must share their splits (same config but the method, same seeds; split folders
+are matched by the seed in their ``result.json``). For each seed and dataset the ensemble
+score of a test image is the mean of the two runs' ``pred`` columns of
+``split_*/predictions.csv``: each is already on that dataset's own MOS scale (the run's
 mappers, fitted on training rows only), so nothing is fitted or tuned on test rows. Prints,
 per dataset and second run, the first run's median SRCC, the ensemble's, and the paired
 median difference with the number of seeds on which the ensemble is higher.
@@ -22,15 +23,16 @@ from pathlib import Path
 from scipy.stats import spearmanr
 
 from mixiqa.errors import DataError, run_command
+from mixiqa.report.run import finished_splits
 
 
 def test_predictions(run: Path, seed: int, dataset: str) -> dict[str, tuple[float, float]]:
     """Image name -> (prediction on the dataset's scale, MOS) for one split's test rows."""
-    path = run / f"split_{seed:02d}" / "predictions.csv"
-    if not path.is_file():
-        raise DataError(f"{path} not found: is {run} a finished `mixiqa train` run with "
-                        f"seed {seed}?")
-    with open(path, newline="") as f:
+    splits = finished_splits(run)
+    if seed not in splits:
+        raise DataError(f"{run} has no finished split with seed {seed} (finished seeds: "
+                        f"{sorted(splits) or 'none'}): is it a finished `mixiqa train` run?")
+    with open(splits[seed] / "predictions.csv", newline="") as f:
         return {r["name"]: (float(r["pred"]), float(r["score"]))
                 for r in csv.DictReader(f) if r["dataset"] == dataset}
 
@@ -58,8 +60,10 @@ def main(argv=None) -> None:
     ap.add_argument("run", type=Path, help="the first finished run")
     ap.add_argument("others", type=Path, nargs="+", help="runs to average with it, one by one")
     ap.add_argument("--datasets", nargs="+", default=["clive", "biq2021"])
-    ap.add_argument("--seeds", type=int, nargs="+", default=list(range(10)))
+    ap.add_argument("--seeds", type=int, nargs="+", help="split seeds (default: the first "
+                    "run's finished ones)")
     a = ap.parse_args(argv)
+    a.seeds = a.seeds or sorted(finished_splits(a.run))
     for dataset in a.datasets:
         for other in a.others:
             res = paired(a.run, other, dataset, a.seeds)

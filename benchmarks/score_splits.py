@@ -31,6 +31,7 @@ from scipy.stats import spearmanr
 
 import mixiqa
 from mixiqa.errors import DataError, run_command
+from mixiqa.report.run import finished_splits
 from mixiqa.score import model_transform
 
 
@@ -62,17 +63,17 @@ def main(argv=None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("run", type=Path, help="a finished `mixiqa train` run folder")
     ap.add_argument("--dataset", default="clive")
-    ap.add_argument("--seeds", type=int, nargs="*", default=list(range(10)))
+    ap.add_argument("--seeds", type=int, nargs="*", help="split seeds (default: all finished)")
     ap.add_argument("--threads", type=int, default=1)
     a = ap.parse_args(argv)
     torch.set_num_threads(a.threads)
+    splits = finished_splits(a.run)
     res = []
-    for seed in a.seeds:
-        split = a.run / f"split_{seed:02d}"
-        if not (split / "model").is_dir():
-            raise DataError(f"{split}/model not found: is {a.run} a finished `mixiqa train` "
-                            "run with this seed?")
-        r = split_scores(split, a.dataset)
+    for seed in a.seeds or sorted(splits):
+        if seed not in splits or not (splits[seed] / "model").is_dir():
+            raise DataError(f"{a.run} has no finished split with seed {seed} and a saved "
+                            f"model (finished seeds: {sorted(splits) or 'none'}).")
+        r = split_scores(splits[seed], a.dataset)
         res.append(r)
         print(f"seed {seed} n={r['n']} " + " ".join(
             f"{k} {r[k]:.3f}" for k in ("cached", "full", "flip", "avg")), flush=True)

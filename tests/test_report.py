@@ -162,3 +162,13 @@ def test_text_is_escaped_in_html_and_markdown():
     assert "<i>" not in html and "T &lt;1&gt;" in html
     md = render_markdown("T", "sub", [sec])
     assert "| x\\|y | v |" in md and "| <i> | 1\\|2 |" in md
+
+
+def test_finished_splits_are_keyed_by_seed_not_folder_number(tmp_path):
+    from mixiqa.report.run import finished_splits
+
+    for i, seed in enumerate([10, 12]):                  # seeds [10, 12] -> split_00, split_01
+        (tmp_path / f"split_{i:02d}").mkdir()
+        (tmp_path / f"split_{i:02d}" / "result.json").write_text(json.dumps({"seed": seed}))
+    (tmp_path / "split_02").mkdir()                      # started, not finished
+    assert finished_splits(tmp_path) == {10: tmp_path / "split_00", 12: tmp_path / "split_01"}

@@ -43,6 +43,16 @@ def split_dirs(run: Path) -> list[Path]:
     return sorted(p for p in run.glob("split_*") if p.is_dir())
 
 
+def finished_splits(run: Path) -> dict[int, Path]:
+    """Seed -> folder of each finished split (its ``result.json`` names the seed; folders
+    are numbered by position, so a run of seeds [10, 11] has split_00 and split_01)."""
+    found = {}
+    for d in split_dirs(run):
+        if (d / "result.json").is_file():
+            found[int(read_json(d / "result.json")["seed"])] = d
+    return found
+
+
 def pick_split(run: Path, index: int) -> Path:
     """``run/split_{index:02d}``, or a DataError listing the splits there are."""
     path = run / f"split_{index:02d}"
