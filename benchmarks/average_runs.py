@@ -15,7 +15,6 @@ median difference with the number of seeds on which the ensemble is higher.
 from __future__ import annotations
 
 import argparse
-import csv
 import statistics
 import sys
 from pathlib import Path
@@ -23,7 +22,7 @@ from pathlib import Path
 from scipy.stats import spearmanr
 
 from mixiqa.errors import DataError, run_command
-from mixiqa.report.run import finished_splits
+from mixiqa.report.run import finished_splits, read_rows
 
 
 def test_predictions(run: Path, seed: int, dataset: str) -> dict[str, tuple[float, float]]:
@@ -32,9 +31,8 @@ def test_predictions(run: Path, seed: int, dataset: str) -> dict[str, tuple[floa
     if seed not in splits:
         raise DataError(f"{run} has no finished split with seed {seed} (finished seeds: "
                         f"{sorted(splits) or 'none'}): is it a finished `mixiqa train` run?")
-    with open(splits[seed] / "predictions.csv", newline="") as f:
-        return {r["name"]: (float(r["pred"]), float(r["score"]))
-                for r in csv.DictReader(f) if r["dataset"] == dataset}
+    return {r["name"]: (float(r["pred"]), float(r["score"]))
+            for r in read_rows(splits[seed] / "predictions.csv") if r["dataset"] == dataset}
 
 
 def paired(a: Path, b: Path, dataset: str, seeds: list[int]) -> tuple[list, list] | None:

@@ -21,7 +21,6 @@ run on the 2-core CPU of benchmarks/real.md, ~8 min a CLIVE split.
 from __future__ import annotations
 
 import argparse
-import csv
 import statistics
 import sys
 from pathlib import Path
@@ -31,14 +30,13 @@ from scipy.stats import spearmanr
 
 import mixiqa
 from mixiqa.errors import DataError, run_command
-from mixiqa.report.run import finished_splits
+from mixiqa.report.run import finished_splits, read_rows
 from mixiqa.score import model_transform
 
 
 def split_scores(split: Path, dataset: str) -> dict[str, float]:
     """One split's test SRCC: the run's cached q, the whole model as-is, mirrored, and both."""
-    with open(split / "predictions.csv", newline="") as f:
-        rows = [r for r in csv.DictReader(f) if r["dataset"] == dataset]
+    rows = [r for r in read_rows(split / "predictions.csv") if r["dataset"] == dataset]
     if not rows:
         raise DataError(f"{split / 'predictions.csv'} has no test rows of '{dataset}'.")
     model = mixiqa.load_model(split / "model").eval()

@@ -172,3 +172,10 @@ def test_finished_splits_are_keyed_by_seed_not_folder_number(tmp_path):
         (tmp_path / f"split_{i:02d}" / "result.json").write_text(json.dumps({"seed": seed}))
     (tmp_path / "split_02").mkdir()                      # started, not finished
     assert finished_splits(tmp_path) == {10: tmp_path / "split_00", 12: tmp_path / "split_01"}
+
+
+def test_a_missing_csv_is_a_data_error_naming_it(tmp_path):
+    from mixiqa.report.run import read_rows
+
+    with pytest.raises(DataError, match="split_00/predictions.csv.*re-run"):
+        read_rows(tmp_path / "split_00" / "predictions.csv")

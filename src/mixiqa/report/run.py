@@ -34,8 +34,11 @@ def read_json(path: Path) -> dict:
 
 def read_rows(path: Path) -> list[dict[str, str]]:
     """The rows of a CSV file as dicts (``predictions.csv``, ``raw.csv``)."""
-    with open(path, newline="", encoding="utf-8") as f:
-        return list(csv.DictReader(f))
+    try:
+        with open(path, newline="", encoding="utf-8") as f:
+            return list(csv.DictReader(f))
+    except OSError as err:
+        raise DataError(f"cannot read '{path}': {err}; re-run the command that wrote it") from err
 
 
 def split_dirs(run: Path) -> list[Path]:
