@@ -252,3 +252,17 @@ def test_parallel_split_error_reaches_the_caller(tmp_path):
     with pytest.raises(ValueError, match="split one is broken"):
         each_split(splits, tmp_path, False, run_one, jobs=2)
     assert json.loads((tmp_path / "split_00" / "result.json").read_text()) == {"seed": 0}
+
+
+def test_progress_bar_shows_validation_only_where_there_is_some(data, tmp_path, monkeypatch,
+                                                                capsys):
+    monkeypatch.delenv("MIXIQA_QUIET")
+    run_experiment(config(data, "linear", epochs=2), tmp_path / "val", log=lambda *a: None)
+    with_val = capsys.readouterr().err
+    assert "training linear" in with_val and "best_val_srcc=" in with_val
+    cfg = config(data, "linear", epochs=2)
+    cfg.split.ratios = [0.8, 0.0, 0.2]
+    run_experiment(cfg, tmp_path / "noval", log=lambda *a: None)
+    without = capsys.readouterr().err
+    assert "training linear" in without and "loss=" in without
+    assert "val_srcc" not in without and "nan" not in without

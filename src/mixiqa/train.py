@@ -402,8 +402,11 @@ def train_split(cfg: ExperimentConfig, model: IQAModel, inputs, rows: dict[str, 
                 best = entry["val_srcc"]
                 best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
         history.append(entry)
-        if hasattr(bar, "set_postfix"):
-            bar.set_postfix(loss=f"{loss:.4f}", val_srcc=f"{entry.get('val_srcc', math.nan):.3f}")
+        if hasattr(bar, "set_postfix"):   # no validation part: no val_srcc=nan on the bar
+            shown = {"loss": f"{loss:.4f}"}
+            if has_val and best > -math.inf:
+                shown["best_val_srcc"] = f"{best:.3f}"
+            bar.set_postfix(shown)
         due = time.monotonic() - last_save >= cfg.train.checkpoint_seconds
         if distributed.is_main() and (due or epoch + 1 == cfg.train.epochs):
             save_checkpoint(ckpt_path, {
