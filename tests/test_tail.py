@@ -156,3 +156,32 @@ def test_cpu_amp_is_bf16_on_a_cpu_and_warns_without_native_support(monkeypatch):
     monkeypatch.setattr(train_module, "_cpu_has_native_bf16", lambda: False)
     with pytest.warns(UserWarning, match="no native bf16"):
         assert train_module.amp_setup(cfg, "cpu")[0] is torch.bfloat16
+
+
+def test_layer_decay_gives_earlier_blocks_smaller_rates(lite0):
+    from mixiqa.train import backbone_groups
+
+    spec = FeatureSpec(crop=None, max_short=64, scales=(1.0,), pooling="meanstd", tail=3)
+    tail = Tail(lite0, spec)
+    block_of = {id(p): int(n.split(".")[2]) for n, p in tail.named_parameters()}
+    assert [len(g["params"]) for g in backbone_groups(tail, 0.01, 1.0)] == [len(block_of)]
+    groups = backbone_groups(tail, 0.01, 0.5)
+    assert [g["lr"] for g in groups] == pytest.approx([0.01, 0.005, 0.0025])
+    assert [{block_of[id(p)] for p in g["params"]} for g in groups] == [{6}, {5}, {4}]
+    # a whole trainable backbone: the stem one step below blocks.0, the head conv at the top
+    whole = create_backbone("efficientnet_lite0", weights="none")
+    top, *_, bottom = backbone_groups(whole, 1.0, 0.5)
+    names = {id(p): n for n, p in whole.named_parameters()}
+    assert any("conv_head" in names[id(p)] for p in top["params"])
+    assert {names[id(p)].split(".")[1] for p in bottom["params"]} == {"conv_stem", "bn1"}
+    assert bottom["lr"] == pytest.approx(0.5 ** 7)
+    with pytest.raises(ConfigError, match="layer_decay"):
+        backbone_groups(create_backbone("resnet18", weights="none"), 1.0, 0.5)
+
+
+def test_config_refuses_a_layer_decay_outside_zero_to_one(tmp_path):
+    for bad in (0, 1.5, "fast", True):
+        cfg = _config(tmp_path, [{"name": "csv", "root": "x"}])
+        cfg["train"]["layer_decay"] = bad
+        with pytest.raises(ConfigError, match="layer_decay"):
+            config_from_dict(cfg)

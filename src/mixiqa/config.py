@@ -75,6 +75,9 @@ class TrainConfig:
     batch_size: int = 64
     lr: float = 1e-3
     backbone_lr_mult: float = 0.1     # backbone lr = lr * this (fine-tuning)
+    # layer-wise decay: backbone blocks.i train at the backbone lr x layer_decay ** (number of
+    # trainable blocks after i); 1.0 = one rate for the whole backbone
+    layer_decay: float = 1.0
     weight_decay: float = 1e-4
     scheduler: str = "cosine"         # cosine | step | none
     step_size: int = 5
@@ -175,6 +178,10 @@ def _check_values(cfg: ExperimentConfig) -> None:
     if cfg.model.tail_flip and not tail:
         raise ConfigError("model.tail_flip mirrors the cached maps of model.train_tail; set "
                           "train_tail: 1 (or more) with it, or leave tail_flip false.")
+    decay = cfg.train.layer_decay
+    if isinstance(decay, bool) or not isinstance(decay, (int, float)) or not 0 < decay <= 1:
+        raise ConfigError(f"train.layer_decay must be a number in (0, 1], got {decay!r} "
+                          "(1.0: one learning rate for the whole backbone).")
     cap = cfg.model.feature_max_short
     if cap is not None and (isinstance(cap, bool) or not isinstance(cap, int) or cap < 1):
         raise ConfigError(f"model.feature_max_short must be a positive number of pixels or "

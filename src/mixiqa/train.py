@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import math
 import os
+import re
 import time
 import warnings
 from pathlib import Path
@@ -224,15 +225,42 @@ def load_checkpoint(path: Path) -> dict:
 
 # ---- one split, top to bottom -------------------------------------------------------------
 
+_BLOCK = re.compile(r"(?:^|\.)blocks\.(\d+)\.")
+
+
+def backbone_groups(backbone: nn.Module | None, lr: float, decay: float) -> list[dict]:
+    """The backbone's trainable parameters as optimizer groups. ``decay == 1``: one group at
+    ``lr``. Otherwise layer-wise decay over timm's ``blocks.i`` (EfficientNet, ViT): the last
+    trainable block at ``lr``, each earlier one ``decay`` times its successor's rate, what
+    comes before the first trainable block (stem, patch embedding) one step below it, what
+    comes after the last (head convolution, final norm) at ``lr``."""
+    named = [(n, p) for n, p in (backbone.named_parameters() if backbone is not None else [])
+             if p.requires_grad]
+    if not named:
+        return []
+    if decay == 1.0:
+        return [{"params": [p for _, p in named], "lr": lr}]
+    index = [int(m.group(1)) if (m := _BLOCK.search(n)) else None for n, _ in named]
+    blocks = [i for i in index if i is not None]
+    if not blocks:
+        raise ConfigError(f"train.layer_decay {decay} needs a backbone whose layers are "
+                          f"timm 'blocks.N' (EfficientNet, ViT); '{named[0][0]}' and the rest "
+                          "are not. Set train.layer_decay: 1.0.")
+    first, last = min(blocks), max(blocks)
+    steps, inside = {}, False      # steps below the top rate -> parameters, in module order
+    for (_, p), i in zip(named, index):
+        inside = inside or i is not None
+        step = last - i if i is not None else (0 if inside else last - first + 1)
+        steps.setdefault(step, []).append(p)
+    return [{"params": ps, "lr": lr * decay ** s} for s, ps in sorted(steps.items())]
+
+
 def make_optimizer(model: IQAModel, cfg: ExperimentConfig, steps_per_epoch: int):
     t = cfg.train
-    backbone = [p for p in (model.backbone.parameters() if model.backbone is not None else [])
-                if p.requires_grad]
     rest = [p for n, p in model.named_parameters()
             if not n.startswith("backbone.") and p.requires_grad]
     groups = [{"params": rest, "lr": t.lr}]
-    if backbone:
-        groups.append({"params": backbone, "lr": t.lr * t.backbone_lr_mult})
+    groups += backbone_groups(model.backbone, t.lr * t.backbone_lr_mult, t.layer_decay)
     # fused: one kernel for all parameters instead of a Python loop over them; on small
     # heads over cached features the per-tensor loop was a third of each step's time
     params = [p for g in groups for p in g["params"]]
