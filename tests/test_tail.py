@@ -108,27 +108,32 @@ def test_config_refuses_a_tail_without_a_frozen_meanstd_recipe(tmp_path):
         config_from_dict(_config(tmp_path, [{"name": "csv", "root": "x"}], tail_flip="yes"))
 
 
-@pytest.mark.parametrize("cpu_amp", [False, True])
+@pytest.mark.parametrize("cpu_amp, tail, decay", [(False, 1, 1.0), (True, 1, 1.0),
+                                                  (False, 2, 0.3)])
 def test_trained_tail_is_saved_into_the_backbone_and_scores_as_trained(tmp_path, monkeypatch,
-                                                                         cpu_amp):
+                                                                         cpu_amp, tail, decay):
     # the dtype of every map the trained block pools: bf16 in training under train.cpu_amp
     seen, pool = set(), tail_module.stage_stats
     monkeypatch.setattr(tail_module, "stage_stats", lambda x: seen.add(x.dtype) or pool(x))
     sets = [make_set(tmp_path, "alpha", 30, lambda q: 1 + 4 * q, 0)]
-    cfg = _config(tmp_path, sets)
-    cfg["train"]["cpu_amp"] = cpu_amp
+    cfg = _config(tmp_path, sets, train_tail=tail)
+    cfg["train"].update(cpu_amp=cpu_amp, layer_decay=decay)
     run_experiment(config_from_dict(cfg), tmp_path / "run", log=lambda *a: None)
     assert seen == ({torch.float32, torch.bfloat16} if cpu_amp else {torch.float32})
     folder = tmp_path / "run" / "split_00" / "model"
     meta = json.loads((folder / "model.json").read_text())
-    assert meta["backbone"]["tail_blocks"] == [6] and meta["features"]["tail"] == 0
+    blocks = list(range(7 - tail, 7))     # Lite0's blocks.0-6: the last `tail` trained
+    assert meta["backbone"]["tail_blocks"] == blocks and meta["features"]["tail"] == 0
     with safe_open(str(folder / "model.safetensors"), "pt") as f:
         stored = {k: f.get_tensor(k) for k in f.keys()}
     backbone_keys = [k for k in stored if k.startswith("backbone.")]
-    assert backbone_keys and all(k.startswith("backbone.model.blocks.6.") for k in backbone_keys)
+    of_block = {b: [k for k in backbone_keys if k.startswith(f"backbone.model.blocks.{b}.")]
+                for b in blocks}
+    assert all(of_block.values()) and sum(map(len, of_block.values())) == len(backbone_keys)
     pretrained = create_backbone("efficientnet_lite0").state_dict()
-    assert any(not torch.equal(stored[k], pretrained[k[len("backbone."):]])
-               for k in backbone_keys), "the last block did not train"
+    for b, keys in of_block.items():
+        assert any(not torch.equal(stored[k], pretrained[k[len("backbone."):]])
+                   for k in keys), f"blocks.{b} did not train"
     # scoring images runs the whole backbone with the trained block: the q of training's rows
     model = load_model(folder)
     assert model.backbone.weights_id.startswith(pretrained_id := create_backbone(
