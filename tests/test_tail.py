@@ -190,3 +190,12 @@ def test_config_refuses_a_layer_decay_outside_zero_to_one(tmp_path):
         cfg["train"]["layer_decay"] = bad
         with pytest.raises(ConfigError, match="layer_decay"):
             config_from_dict(cfg)
+
+
+def test_config_refuses_a_layer_decay_on_a_frozen_backbone(tmp_path):
+    cfg = _config(tmp_path, [{"name": "csv", "root": "x"}], train_tail=0)
+    cfg["train"]["layer_decay"] = 0.5
+    with pytest.raises(ConfigError, match="frozen"):
+        config_from_dict(cfg)
+    cfg["model"]["train_tail"] = 2          # blocks that train: the decay has something to scale
+    assert config_from_dict(cfg).train.layer_decay == 0.5

@@ -182,6 +182,10 @@ def _check_values(cfg: ExperimentConfig) -> None:
     if isinstance(decay, bool) or not isinstance(decay, (int, float)) or not 0 < decay <= 1:
         raise ConfigError(f"train.layer_decay must be a number in (0, 1], got {decay!r} "
                           "(1.0: one learning rate for the whole backbone).")
+    if decay < 1 and cfg.model.freeze and not tail:
+        raise ConfigError(f"train.layer_decay {decay} scales the rates of trained backbone "
+                          "blocks, and this backbone is frozen: set model.train_tail: 2 (or "
+                          "more) or model.freeze: false with it, or leave layer_decay at 1.0.")
     cap = cfg.model.feature_max_short
     if cap is not None and (isinstance(cap, bool) or not isinstance(cap, int) or cap < 1):
         raise ConfigError(f"model.feature_max_short must be a positive number of pixels or "
