@@ -14,10 +14,10 @@ import pytest
 from scipy.stats import spearmanr
 
 from mixiqa.config import load_config
+from mixiqa.models.backbones import create_backbone
 from mixiqa.models.iqa import default_model_path, read_meta
 
 CONFIG = Path(__file__).resolve().parents[1] / "configs" / "default_model.yaml"
-LITE0_BLOCKS = 7        # timm's efficientnet_lite0 has blocks.0 .. blocks.6
 
 
 def test_shipped_model_is_its_recipe():
@@ -26,7 +26,8 @@ def test_shipped_model_is_its_recipe():
     assert meta["backbone"]["name"] == cfg.model.backbone
     assert meta["backbone"]["weights"] == "offline"           # loads without the internet
     # the last train_tail blocks are the trained ones, stored over the package's weights
-    tail = list(range(LITE0_BLOCKS - cfg.model.train_tail, LITE0_BLOCKS))
+    n = len(create_backbone(cfg.model.backbone, weights="none").model.blocks)   # Lite0: 7
+    tail = list(range(n - cfg.model.train_tail, n))
     assert meta["backbone"]["tail_blocks"] == tail
     assert meta["head"]["name"] == cfg.model.head
     assert meta["head"]["kwargs"] == cfg.model.head_kwargs
