@@ -128,8 +128,8 @@ def test_trained_tail_is_saved_into_the_backbone_and_scores_as_trained(tmp_path,
     assert seen == ({torch.float32, torch.bfloat16} if cpu_amp else {torch.float32})
     folder = tmp_path / "run" / "split_00" / "model"
     meta = json.loads((folder / "model.json").read_text())
-    pretrained = create_backbone("efficientnet_lite0").state_dict()
-    n = n_blocks(create_backbone("efficientnet_lite0", weights="none"))
+    net = create_backbone("efficientnet_lite0")
+    pretrained, n = net.state_dict(), n_blocks(net)
     blocks = list(range(n - tail, n))     # the last `tail` of Lite0's blocks trained
     assert meta["backbone"]["tail_blocks"] == blocks and meta["features"]["tail"] == 0
     with safe_open(str(folder / "model.safetensors"), "pt") as f:
