@@ -11,9 +11,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from safetensors import safe_open
 from scipy.stats import spearmanr
 
+import mixiqa
 from mixiqa.config import load_config
+from mixiqa.data.datasets import load_manifest
 from mixiqa.models.backbones import create_backbone
 from mixiqa.models.iqa import default_model_path, read_meta
 
@@ -39,8 +42,6 @@ def test_shipped_model_is_its_recipe():
 
 
 def test_shipped_model_file_holds_its_trained_blocks():
-    from safetensors import safe_open
-
     meta = read_meta(default_model_path())
     with safe_open(str(default_model_path() / "model.safetensors"), "pt") as f:
         blocks = {int(k.split(".")[3]) for k in f.keys() if k.startswith("backbone.model.blocks.")}
@@ -52,9 +53,6 @@ def test_shipped_model_ranks_clive(shared_data):
     """Loaded with no path, it scores real photos on 0-100 in MOS order. It has seen these
     images in training, so this checks that the files load right (a lost trained block or a
     mixed-up mapper drops it far), not its accuracy (benchmarks/real.md, "Default model")."""
-    import mixiqa
-    from mixiqa.data.datasets import load_manifest
-
     with pytest.warns(UserWarning, match="missing on disk"):      # 627 of CLIVE's 1162
         records = load_manifest("clive", shared_data / "CLIVE", allow_missing=True)
     sample = sorted(records, key=lambda r: r.name)[::25]                 # 26 images
