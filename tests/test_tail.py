@@ -19,7 +19,7 @@ from mixiqa.features import FeatureSpec, compute_features
 from mixiqa.models.backbones import create_backbone
 from mixiqa.models.iqa import load_model, save_model
 from mixiqa.models import tail as tail_module
-from mixiqa.models.tail import Tail, tail_layout, tail_rows
+from mixiqa.models.tail import Tail, crop_maps, tail_layout, tail_rows
 
 
 @pytest.fixture(scope="module")
@@ -80,6 +80,35 @@ def test_tail_flip_mirrors_maps_only_in_training(lite0):
     assert 0 < sum(is_mirrored) < 16                            # both happen
 
 
+def test_crop_maps_takes_each_rows_window_at_its_corner():
+    x = torch.arange(2 * 3 * 8 * 8, dtype=torch.float32).reshape(2, 3, 8, 8)
+    corner = torch.tensor([[0.0, 0.999], [0.5, 0.0]])
+    got = crop_maps(x, corner, 0.75)                       # 6 x 6 windows; 3 positions a side
+    assert got.shape == (2, 3, 6, 6)
+    torch.testing.assert_close(got[0], x[0, :, 0:6, 2:8])   # top, right edge
+    torch.testing.assert_close(got[1], x[1, :, 1:7, 0:6])   # middle row, left edge
+    torch.testing.assert_close(crop_maps(x, corner, 1.0), x)
+
+
+def test_tail_crop_crops_maps_only_in_training(lite0):
+    spec = FeatureSpec(crop=None, max_short=128, scales=(1.0, 0.5), pooling="meanstd", tail=1)
+    x = torch.randn(1, 3, 128, 128, generator=torch.Generator().manual_seed(2))
+    row = tail_rows(lite0, x, spec).clone()
+    tail = Tail(lite0, spec, crop=0.5)
+    with torch.no_grad():
+        plain = tail(row)
+        torch.manual_seed(0)
+        tail.train()
+        got = tail(row.expand(8, -1))
+        tail.eval()
+        torch.testing.assert_close(tail(row), plain)          # evaluation never crops
+    d = plain.shape[1] // 2 - 320 * 2                          # full scale: the fixed stages
+    # the fixed stages' cached statistics are kept; the trained block's change per window
+    torch.testing.assert_close(got[:, :d], plain[:, :d].expand(8, -1))
+    assert not torch.allclose(got[:, d:d + 640], plain[:, d:d + 640].expand(8, -1), atol=1e-3)
+    assert len({tuple(g[d:d + 4].tolist()) for g in got}) > 1  # windows differ between rows
+
+
 def test_an_image_of_another_size_still_makes_a_row_of_the_same_length(lite0):
     spec = FeatureSpec(crop=None, max_short=128, scales=(1.0, 0.5), pooling="meanstd", tail=1)
     rows = [tail_rows(lite0, torch.randn(1, 3, h, w), spec) for h, w in ((128, 128), (96, 160))]
@@ -112,6 +141,12 @@ def test_config_refuses_a_tail_without_a_frozen_meanstd_recipe(tmp_path):
             config_from_dict(_config(tmp_path, [{"name": "csv", "root": "x"}], **change))
     with pytest.raises(ConfigError, match="tail_flip must be true or false"):
         config_from_dict(_config(tmp_path, [{"name": "csv", "root": "x"}], tail_flip="yes"))
+    for bad in (0, 1.5, "half", True):
+        with pytest.raises(ConfigError, match="tail_crop must be a fraction"):
+            config_from_dict(_config(tmp_path, [{"name": "csv", "root": "x"}], tail_crop=bad))
+    with pytest.raises(ConfigError, match="tail_crop crops the cached maps"):
+        config_from_dict(_config(tmp_path, [{"name": "csv", "root": "x"}], train_tail=0,
+                                 tail_crop=0.75))
 
 
 @pytest.mark.parametrize("cpu_amp, tail, decay", [(False, 1, 1.0), (True, 1, 1.0),

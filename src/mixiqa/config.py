@@ -55,6 +55,7 @@ class ModelConfig:
     feature_max_short: int | None = None  # frozen path: shrink larger images to this short side
     train_tail: int = 0               # frozen path: train the backbone's last N blocks (CPU)
     tail_flip: bool = False           # train_tail: mirror half the cached maps in training
+    tail_crop: float | None = None    # train_tail: keep a random window of this side fraction
 
 
 @dataclass
@@ -178,6 +179,14 @@ def _check_values(cfg: ExperimentConfig) -> None:
     if cfg.model.tail_flip and not tail:
         raise ConfigError("model.tail_flip mirrors the cached maps of model.train_tail; set "
                           "train_tail: 1 (or more) with it, or leave tail_flip false.")
+    crop = cfg.model.tail_crop
+    if crop is not None:
+        if isinstance(crop, bool) or not isinstance(crop, (int, float)) or not 0 < crop <= 1:
+            raise ConfigError(f"model.tail_crop must be a fraction in (0, 1] of the cached "
+                              f"map's side (e.g. 0.75), or null; got {crop!r}.")
+        if not tail:
+            raise ConfigError("model.tail_crop crops the cached maps of model.train_tail; set "
+                              "train_tail: 1 (or more) with it, or leave tail_crop null.")
     decay = cfg.train.layer_decay
     if isinstance(decay, bool) or not isinstance(decay, (int, float)) or not 0 < decay <= 1:
         raise ConfigError(f"train.layer_decay must be a number in (0, 1], got {decay!r} "

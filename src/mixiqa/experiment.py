@@ -178,7 +178,8 @@ def run_split(cfg: ExperimentConfig, split, manifest: Manifest, feats, backbone,
         if cfg.model.train_tail:   # the cached rows feed the backbone's last blocks
             from mixiqa.models.tail import Tail
 
-            tail = Tail(backbone, feature_spec(cfg), flip=cfg.model.tail_flip)
+            tail = Tail(backbone, feature_spec(cfg), flip=cfg.model.tail_flip,
+                        crop=cfg.model.tail_crop)
         dim = tail.out_features if tail else feats.shape[1]
     else:
         from mixiqa.data.transforms import eval_transform, train_transform

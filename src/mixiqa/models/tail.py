@@ -102,6 +102,19 @@ def tail_rows(backbone, images: torch.Tensor, spec) -> torch.Tensor:
     return torch.cat(out, 1).float()
 
 
+def crop_maps(x: torch.Tensor, corner: torch.Tensor, frac: float) -> torch.Tensor:
+    """Maps (B, C, h, w) -> a window (B, C, round(frac * h), round(frac * w)) of each, placed
+    at ``corner`` (B, 2) in [0, 1): 0 is the top (left) edge, near 1 the bottom (right)."""
+    b, c, _, w = x.shape
+    hw = torch.tensor(x.shape[-2:], device=x.device)                        # (2,): h, w
+    size = (hw * frac).round().clamp(min=1).long()                          # (2,)
+    start = (corner * (hw - size + 1)).long()                               # (B, 2)
+    ys = (start[:, :1] + torch.arange(int(size[0]), device=x.device))       # (B, ch)
+    xs = (start[:, 1:] + torch.arange(int(size[1]), device=x.device))       # (B, cw)
+    x = x.gather(2, ys[:, None, :, None].expand(b, c, -1, w))               # (B, C, ch, w)
+    return x.gather(3, xs[:, None, None, :].expand(b, c, x.shape[2], -1))   # (B, C, ch, cw)
+
+
 class Tail(nn.Module):
     """The backbone's last blocks on cached rows: (B, D_rows) -> (B, D) features, the same
     numbers and order as ``compute_features`` with the spec's pooling and scales.
@@ -111,10 +124,14 @@ class Tail(nn.Module):
 
     ``flip=True`` augments training: in train mode each row's maps (every scale alike) are
     mirrored left-right with probability 1/2, a stand-in for flipping the image (the fixed
-    stages' cached statistics stay those of the unflipped image). Evaluation never flips.
+    stages' cached statistics stay those of the unflipped image). ``crop=c`` keeps, in train
+    mode, a random window of ``round(c * h) x round(c * w)`` of each row's maps (one relative
+    position per row, shared by its scales), a stand-in for a random crop of the image: the
+    trained blocks see a part of the map and pool its statistics. Evaluation never flips or
+    crops.
     """
 
-    def __init__(self, backbone, spec, flip: bool = False):
+    def __init__(self, backbone, spec, flip: bool = False, crop: float | None = None):
         super().__init__()
         lay = tail_layout(backbone, spec.tail)
         blocks = backbone.model.blocks
@@ -131,24 +148,28 @@ class Tail(nn.Module):
         self.layout = [(fixed, lay["channels"], h, w) for h, w in map_sizes(backbone, spec)]
         self.row_dim = sum(d + c * h * w for d, c, h, w in self.layout)
         self.out_features = len(self.layout) * 2 * sum(backbone.stage_channels)
-        self.flip, self.flipping = flip, False
+        self.flip, self.crop, self.augmenting = flip, crop, False
         self.eval()
 
     def train(self, mode: bool = True) -> "Tail":
         super().train(False)               # BatchNorm keeps its pretrained statistics
-        self.flipping = mode and self.flip
+        self.augmenting = mode
         return self
 
     def forward(self, rows: torch.Tensor) -> torch.Tensor:
         out, at = [], 0
-        # one draw per row, shared by its scales: (B, 1, 1, 1)
+        # one draw per row, shared by its scales: (B, 1, 1, 1) and (B, 2)
         mirror = (torch.rand(len(rows), 1, 1, 1, device=rows.device) < 0.5
-                  if self.flipping else None)
+                  if self.augmenting and self.flip else None)
+        corner = (torch.rand(len(rows), 2, device=rows.device)
+                  if self.augmenting and self.crop else None)
         for d, c, h, w in self.layout:
             out.append(rows[:, at:at + d])
             x = rows[:, at + d:at + d + c * h * w].reshape(-1, c, h, w)
             if mirror is not None:
                 x = torch.where(mirror, x.flip(-1), x)
+            if corner is not None:
+                x = crop_maps(x, corner, self.crop)
             at += d + c * h * w
             for i in range(self.start, len(self.model.blocks)):
                 x = self.model.blocks[i](x)
