@@ -1,33 +1,71 @@
-"""Copy a trained model into the package as the default model, with its output scale.
+"""Copy trained models into the package as the default model, with its output scale.
 
     uv run mixiqa train configs/default_model.yaml --out runs/default_model
-    uv run python benchmarks/ship_default_model.py runs/default_model
+    uv run mixiqa train configs/default_model.yaml --out runs/default_model-tail2 \\
+        --set model.train_tail=2 --set train.layer_decay=0.3
+    uv run python benchmarks/ship_default_model.py runs/default_model runs/default_model-tail2
 
-The shipped model reports scores on CLIVE's MOS scale through its CLIVE mapper, clipped to
-0-100 (higher is better); `mixiqa score --scale biq2021` or `--scale q` choose otherwise.
+One run ships as a plain model; several ship as an ensemble (mixiqa.models.ensemble) whose
+score is the mean of theirs on a dataset's scale, each member stored with the experiment
+config it was trained with (as this version of mixiqa reads it, dataset roots left out).
+The shipped model reports scores on CLIVE's MOS scale, clipped to 0-100 (higher is better);
+`mixiqa score --scale biq2021` or `--scale q` choose otherwise.
 """
 
 from __future__ import annotations
 
+import argparse
+import shutil
 import sys
 from pathlib import Path
 
-from mixiqa.errors import run_command
-from mixiqa.models.iqa import (load_model, read_meta, resolve_model_folder, save_model,
-                               tail_prefixes)
+from mixiqa.config import load_config
+from mixiqa.errors import DataError, run_command
+from mixiqa.models.ensemble import save_ensemble
+from mixiqa.models.iqa import (IQAModel, load_model, read_meta, resolve_model_folder,
+                               save_model, tail_prefixes)
 
 DEST = Path(__file__).resolve().parents[1] / "src" / "mixiqa" / "assets" / "default_model"
+OUTPUT = {"scale": "clive", "clip": [0.0, 100.0]}
+KEEP = {"README.md"}         # the terms and recipe, written by hand
 
 
-def main() -> None:
-    src = resolve_model_folder(Path(sys.argv[1]))
+def trained(run: Path) -> tuple[IQAModel, dict]:
+    """A run's model (with its trained tail blocks, if any) and its recipe."""
+    folder = resolve_model_folder(run)
     # a model with trained tail blocks (model.train_tail) carries them over its backbone
-    model = load_model(src, with_backbone=bool(tail_prefixes(read_meta(src))))
-    model.meta["output"] = {"scale": "clive", "clip": [0.0, 100.0]}
-    for f in ("model.json", "model.safetensors"):    # README.md (terms, recipe) stays
-        (DEST / f).unlink(missing_ok=True)
-    save_model(model, DEST)
-    print(f"shipped {src} -> {DEST}")
+    model = load_model(folder, with_backbone=bool(tail_prefixes(read_meta(folder))))
+    model.meta.pop("output", None)
+    configs = [p / "config.yaml" for p in (folder, *folder.parents[:3])
+               if (p / "config.yaml").is_file()]
+    if not configs:
+        raise DataError(f"No config.yaml beside '{folder}': ship a folder written by "
+                        "`mixiqa train`, so the model's recipe goes with it.")
+    cfg = load_config(configs[0]).to_dict()
+    cfg["datasets"] = [d["name"] for d in cfg["datasets"]]    # not this machine's paths
+    return model, {"run": str(run), "config": cfg}
+
+
+def main(argv=None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("runs", nargs="+", type=Path, help="finished `mixiqa train` run folders")
+    args = ap.parse_args(argv)
+    models, recipes = zip(*(trained(r) for r in args.runs))
+    tmp = DEST.parent / ".default_model.new"
+    shutil.rmtree(tmp, ignore_errors=True)
+    if len(models) == 1:
+        models[0].meta["output"] = OUTPUT
+        save_model(models[0], tmp)
+    else:
+        save_ensemble(list(models), tmp, {"reference": OUTPUT["scale"], "output": OUTPUT},
+                      list(recipes))
+    for old in DEST.iterdir():                      # replace everything but the README
+        if old.name not in KEEP:
+            shutil.rmtree(old) if old.is_dir() else old.unlink()
+    for new in tmp.iterdir():
+        new.rename(DEST / new.name)
+    tmp.rmdir()
+    print(f"shipped {', '.join(map(str, args.runs))} -> {DEST}")
 
 
 if __name__ == "__main__":

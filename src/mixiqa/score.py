@@ -89,7 +89,7 @@ def iter_scores(model, paths: Sequence[str], batch_size: int = 16, workers: int 
     """Yield one :class:`ScoreResult` per path, in order, as batches finish.
 
     Args:
-        model: A loaded :class:`~mixiqa.models.iqa.IQAModel` (with backbone).
+        model: A loaded :class:`~mixiqa.models.iqa.IQAModel` (with backbone) or ensemble.
         workers: Decoding threads (or processes); 0 decodes in the calling thread.
         scale: None for the model's quality q; a training dataset's name for its scale.
         decode: ``processes`` (default: DataLoader workers) or ``threads`` (a thread pool;
@@ -116,9 +116,7 @@ def iter_scores(model, paths: Sequence[str], batch_size: int = 16, workers: int 
                 idx = [good[j][0] for j in group]
                 x = torch.stack([good[j][1] for j in group]).to(device)  # uint8 (B, 3, H, W)
                 x = tf.normalize(x).contiguous(memory_format=torch.channels_last)
-                q = model(x)
-                if scale:
-                    q = model.to_dataset_scale(q, scale)
+                q = model.predict(x, scale)
                 if clip:
                     q = q.clamp(*clip)
                 scores.update(zip(idx, q.float().cpu().tolist()))

@@ -65,7 +65,7 @@ def cmd_score(args) -> int:
         return score_classical(args, paths)
     model = load_model(args.model)
     if args.scale and args.scale != "q":
-        model.mapper(args.scale)  # unknown dataset -> clear error before any work
+        model.check_dataset(args.scale)  # unknown dataset -> clear error before any work
     device = device_of(args)       # under torchrun this joins the process group
     k, n = parse_shard(args.shard) if args.shard else (distributed.rank(), distributed.world_size())
     if n > 1 and not args.output:

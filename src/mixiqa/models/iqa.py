@@ -85,7 +85,29 @@ class FeatureNorm(nn.Module):
         return (x - self.mean) / self.std
 
 
-class IQAModel(nn.Module):
+class ScoresFiles:
+    """``score(paths)`` for a model with ``predict(images, scale)`` (one or an ensemble)."""
+
+    def score(self, images, scale: str | None = None, batch_size: int = 16,
+              workers: int = 0) -> list[float | None]:
+        """Quality of image files (paths), higher is better; None for undecodable files.
+
+        Args:
+            images: A path or a list of paths.
+            scale: A training dataset's name for its scale, ``"q"`` for the model's quality
+                q; None for the model's output scale (the shipped model: CLIVE, 0-100),
+                else q.
+        """
+        from mixiqa.score import iter_scores
+
+        one = isinstance(images, (str, os.PathLike))
+        paths = [str(images)] if one else [str(p) for p in images]
+        device = next(self.parameters()).device.type
+        return [r.score for r in iter_scores(self, paths, batch_size, workers, scale, device,
+                                             show_progress=False)]
+
+
+class IQAModel(ScoresFiles, nn.Module):
     """Shared regressor f (backbone + head) and per-dataset mappers g_k.
 
     Args:
@@ -134,6 +156,15 @@ class IQAModel(nn.Module):
         features, embedding = self.backbone(images)   # map/tokens, and CLIP's embedding
         return self.head(features, embedding).reshape(-1)
 
+    def predict(self, images: torch.Tensor, scale: str | None = None) -> torch.Tensor:
+        """Images (B, 3, H, W) -> (B,) quality on ``scale``'s dataset (None: q)."""
+        q = self(images)
+        return q if scale is None else self.to_dataset_scale(q, scale)
+
+    def check_dataset(self, dataset: str) -> None:
+        """A clear error, before any work, when the model has no mapper for ``dataset``."""
+        self.mapper(dataset)
+
     def mapper(self, dataset: str) -> nn.Module:
         if dataset not in self.mappers:
             raise ConfigError(f"No mapper for dataset '{dataset}': this model was trained on "
@@ -152,22 +183,6 @@ class IQAModel(nn.Module):
                               "invertible; train with an invertible mapper (mimi, monotonic, "
                               "affine, logistic, sind) to translate scores.")
         return m.inverse(self.scales[dataset].to_target(score))
-
-    def score(self, images, scale: str | None = None, batch_size: int = 16,
-              workers: int = 0) -> list[float | None]:
-        """Quality of image files (paths), higher is better; None for undecodable files.
-
-        Args:
-            images: A path or a list of paths.
-            scale: None for the model's quality q; a training dataset's name for its scale.
-        """
-        from mixiqa.score import iter_scores
-
-        one = isinstance(images, (str, os.PathLike))
-        paths = [str(images)] if one else [str(p) for p in images]
-        device = next(self.parameters()).device.type
-        return [r.score for r in iter_scores(self, paths, batch_size, workers, scale, device,
-                                             show_progress=False)]
 
     @torch.no_grad()
     def translate(self, scores: torch.Tensor, src: str, dst: str) -> torch.Tensor:
@@ -223,7 +238,7 @@ def read_meta(folder: str | Path) -> dict:
         raise DataError(f"No model at '{folder}': expected model.json and model.safetensors "
                         "(as written by `mixiqa train`).")
     meta = json.loads(path.read_text())
-    if meta.get("format") != FORMAT:
+    if meta.get("format") not in (FORMAT, "mixiqa-ensemble"):
         raise DataError(f"'{path}' is not a mixiqa model file (format {meta.get('format')!r}).")
     return meta
 
@@ -249,7 +264,8 @@ def build_model(meta: dict, scales: dict[str, ScoreScale], with_backbone: bool =
 
 def load_model(path: str | Path | None = None, with_backbone: bool = True,
                device: str = "cpu") -> IQAModel:
-    """Load a model folder written by :func:`save_model` (no unpickling: safetensors + JSON).
+    """Load a model folder written by :func:`save_model` (no unpickling: safetensors + JSON),
+    or an ensemble of such folders (:mod:`mixiqa.models.ensemble`).
 
     Args:
         path: The run or model folder; None loads the default model shipped with mixiqa.
@@ -262,6 +278,10 @@ def load_model(path: str | Path | None = None, with_backbone: bool = True,
         path = default_model_path()
     folder = resolve_model_folder(Path(path))
     meta = read_meta(folder)
+    if meta["format"] == "mixiqa-ensemble":
+        from mixiqa.models.ensemble import load_ensemble
+
+        return load_ensemble(folder, meta, with_backbone=with_backbone, device=device)
     scales = {k: ScoreScale(**s) for k, s in meta.pop("scales").items()}
     model = build_model(meta, scales, with_backbone=with_backbone)
     state = load_file(str(folder / "model.safetensors"))
