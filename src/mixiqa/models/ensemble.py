@@ -25,7 +25,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from mixiqa.errors import ConfigError, DataError
-from mixiqa.features import FeatureSpec, compute_features, stage_stats
+from mixiqa.features import FeatureSpec, stage_stats
 from mixiqa.models.iqa import IQAModel, ScoresFiles, load_model, save_model
 
 FORMAT = "mixiqa-ensemble"
