@@ -266,3 +266,15 @@ def test_progress_bar_shows_validation_only_where_there_is_some(data, tmp_path, 
     without = capsys.readouterr().err
     assert "training linear" in without and "loss=" in without
     assert "val_srcc" not in without and "nan" not in without
+
+
+def test_module_device_finds_a_mapper_with_buffers_only():
+    """SIND's mapper holds buffers and no parameters: its predictions must be made where
+    those are (a GPU run once sent CPU tensors to a CUDA mapper)."""
+    from mixiqa.experiment import module_device
+    from mixiqa.models.mappers import create_mapper
+
+    sind = create_mapper("sind").to("meta")
+    assert not list(sind.parameters()) and module_device(sind).type == "meta"
+    assert module_device(create_mapper("affine").to("meta")).type == "meta"
+    assert module_device(torch.nn.Identity()).type == "cpu"

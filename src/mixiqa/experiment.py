@@ -7,6 +7,7 @@ let a benchmark share loaded data and cached features across many methods and sp
 from __future__ import annotations
 
 import copy
+import itertools
 import json
 import os
 import time
@@ -141,10 +142,17 @@ def dataset_scale_predictions(model: IQAModel, q: np.ndarray, test: Manifest) ->
         for n in model.datasets:
             m = names == n
             if m.any():
-                dev = next(model.mappers[n].parameters(), torch.zeros(0)).device
-                qt = torch.as_tensor(q[m], dtype=torch.float32, device=dev)
+                qt = torch.as_tensor(q[m], dtype=torch.float32,
+                                     device=module_device(model.mappers[n]))
                 pred[m] = model.to_dataset_scale(qt, n).cpu().numpy()
     return pred
+
+
+def module_device(module: torch.nn.Module) -> torch.device:
+    """Where a module's tensors are: its parameters', else its buffers' (SIND's mapper has
+    only buffers), else the CPU."""
+    t = next(itertools.chain(module.parameters(), module.buffers()), None)
+    return t.device if t is not None else torch.device("cpu")
 
 
 def write_predictions(path: Path, test: Manifest, q: np.ndarray,
