@@ -21,8 +21,9 @@ def add_score_commands(sub) -> None:
                         "(LIVE model; lower is better)")
     s.add_argument("--scale", metavar="DATASET",
                    help="report on a training dataset's own scale (e.g. clive), or 'q' for "
-                        "the raw proxy; default: the model's own output scale (the shipped "
-                        "model: 0-100 on CLIVE's MOS scale), else q")
+                        "the raw proxy (an ensemble's: its members' mean on its reference "
+                        "dataset's scale, unclipped); default: the model's own output scale "
+                        "(the shipped model: 0-100 on CLIVE's MOS scale), else q")
     s.add_argument("--format", choices=["csv", "json"], default="csv")
     s.add_argument("--output", "-o", help="write to this file instead of standard output")
     s.add_argument("--batch-size", type=int, default=16)

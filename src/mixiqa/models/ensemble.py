@@ -131,7 +131,7 @@ def _shared_features(members: list[IQAModel], images: torch.Tensor, spec: Featur
                      start: int) -> list[torch.Tensor]:
     """Each member's ``compute_features`` (M x (B, D)), blocks before ``start`` run once:
     per scale, the stages' mean and std in stage order, as :func:`pool_features` gives."""
-    from mixiqa.models.tail import _trunk
+    from mixiqa.models.tail import trunk
 
     bb = members[0].backbone
     stages = [int(bb.model.feature_info[i]["module"].split(".")[1]) for i in bb.stage_indices]
@@ -140,7 +140,7 @@ def _shared_features(members: list[IQAModel], images: torch.Tensor, spec: Featur
         for s in spec.scales:
             x = images if s == 1.0 else F.interpolate(images, scale_factor=s, mode="bilinear",
                                                       antialias=True, align_corners=False)
-            fixed, h0 = _trunk(bb, x.contiguous(memory_format=torch.channels_last),
+            fixed, h0 = trunk(bb, x.contiguous(memory_format=torch.channels_last),
                                {"start": start, "stages": stages})
             for out, m in zip(outs, members):
                 h, parts = h0, [fixed]

@@ -53,13 +53,13 @@ def tail_layout(backbone, k: int) -> dict:
     layout = {"start": n - k, "stages": [int(s.split(".")[1]) for s in names]}
     with torch.no_grad():   # the tail's input at a 128-px probe: channels and stride
         probe = torch.zeros(1, 3, 128, 128, device=next(m.parameters()).device)
-        _, h = _trunk(backbone, probe, layout)
+        _, h = trunk(backbone, probe, layout)
     layout.update(channels=h.shape[1], stride=128 // h.shape[-1])
     memo[k] = layout
     return layout
 
 
-def _trunk(backbone, x: torch.Tensor, layout: dict) -> tuple[torch.Tensor, torch.Tensor]:
+def trunk(backbone, x: torch.Tensor, layout: dict) -> tuple[torch.Tensor, torch.Tensor]:
     """Images (B, 3, H, W) -> fixed stages' statistics (B, 2 * sum C_i) and the tail's input
     map (B, C, h, w)."""
     m = backbone.model
@@ -94,7 +94,7 @@ def tail_rows(backbone, images: torch.Tensor, spec) -> torch.Tensor:
     for s, size in zip(spec.scales, map_sizes(backbone, spec)):
         x = images if s == 1.0 else F.interpolate(images, scale_factor=s, mode="bilinear",
                                                   antialias=True, align_corners=False)
-        st, h = _trunk(backbone, x.contiguous(memory_format=torch.channels_last), lay)
+        st, h = trunk(backbone, x.contiguous(memory_format=torch.channels_last), lay)
         if tuple(h.shape[-2:]) != size:
             h = F.interpolate(h, size=size, mode="bilinear", antialias=True,
                               align_corners=False)
