@@ -19,46 +19,31 @@ import shutil
 import sys
 from pathlib import Path
 
-from mixiqa.config import load_config
 from mixiqa.errors import DataError, run_command
-from mixiqa.models.ensemble import save_ensemble
-from mixiqa.models.iqa import (IQAModel, load_model, read_meta, resolve_model_folder,
-                               save_model, tail_prefixes)
+from mixiqa.models.ensemble import make_ensemble, member_from_run
+from mixiqa.models.iqa import save_model
 
 DEST = Path(__file__).resolve().parents[1] / "src" / "mixiqa" / "assets" / "default_model"
 OUTPUT = {"scale": "clive", "clip": [0.0, 100.0]}
 KEEP = {"README.md"}         # the terms and recipe, written by hand
 
 
-def trained(run: Path) -> tuple[IQAModel, dict]:
-    """A run's model (with its trained tail blocks, if any) and its recipe."""
-    folder = resolve_model_folder(run)
-    # a model with trained tail blocks (model.train_tail) carries them over its backbone
-    model = load_model(folder, with_backbone=bool(tail_prefixes(read_meta(folder))))
-    model.meta.pop("output", None)
-    configs = [p / "config.yaml" for p in (folder, *folder.parents[:3])
-               if (p / "config.yaml").is_file()]
-    if not configs:
-        raise DataError(f"No config.yaml beside '{folder}': ship a folder written by "
-                        "`mixiqa train`, so the model's recipe goes with it.")
-    cfg = load_config(configs[0]).to_dict()
-    cfg["datasets"] = [d["name"] for d in cfg["datasets"]]    # not this machine's paths
-    return model, {"run": str(run), "config": cfg}
-
-
 def main(argv=None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("runs", nargs="+", type=Path, help="finished `mixiqa train` run folders")
     args = ap.parse_args(argv)
-    models, recipes = zip(*(trained(r) for r in args.runs))
+    for run in args.runs:      # the shipped model's recipe must go with it
+        if "config" not in member_from_run(run)[1]:
+            raise DataError(f"No config.yaml in or above '{run}': ship a folder written by "
+                            "`mixiqa train`, so the model's recipe goes with it.")
     tmp = DEST.parent / ".default_model.new"
     shutil.rmtree(tmp, ignore_errors=True)
-    if len(models) == 1:
-        models[0].meta["output"] = OUTPUT
-        save_model(models[0], tmp)
+    if len(args.runs) == 1:
+        model = member_from_run(args.runs[0])[0]
+        model.meta["output"] = OUTPUT
+        save_model(model, tmp)
     else:
-        save_ensemble(list(models), tmp, {"reference": OUTPUT["scale"], "output": OUTPUT},
-                      list(recipes))
+        make_ensemble(args.runs, tmp, reference=OUTPUT["scale"], output=OUTPUT)
     for old in DEST.iterdir():                      # replace everything but the README
         if old.name not in KEEP:
             shutil.rmtree(old) if old.is_dir() else old.unlink()

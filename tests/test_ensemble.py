@@ -137,3 +137,24 @@ def test_bad_ensembles_are_refused_with_the_reason(saved, tmp_path):
     newer["format_version"] = 99
     with pytest.raises(DataError, match="newer ensemble format"):
         load_ensemble(folder, newer)
+
+
+def test_ensemble_command_averages_saved_models(saved, tmp_path, capsys):
+    folder, paths = saved
+    members = [str(folder / "member_0"), str(folder / "member_1")]
+    out = tmp_path / "pair"
+    assert main(["ensemble", *members, "--out", str(out), "--output-scale", "beta",
+                 "--clip", "0", "100"]) == 0
+    meta = read_meta(out)
+    assert meta["reference"] == "beta" and meta["output"] == {"scale": "beta",
+                                                              "clip": [0.0, 100.0]}
+    assert [m["run"] for m in meta["members"]] == members
+    pair = load_model(out)
+    singles = [load_model(m) for m in members]
+    means = [(a + b) / 2 for a, b in zip(*(m.score(paths, scale="beta") for m in singles))]
+    assert pair.score(paths) == pytest.approx([min(max(v, 0), 100) for v in means], rel=1e-5)
+    capsys.readouterr()
+    assert main(["ensemble", *members, "--out", str(out)]) == 2        # not a new folder
+    assert "is not empty" in capsys.readouterr().err
+    assert main(["ensemble", str(folder), members[0], "--out", str(tmp_path / "x")]) == 2
+    assert "is an ensemble already" in capsys.readouterr().err

@@ -2,7 +2,7 @@
 
 Each subcommand lives in a ``cmd_*`` function, registered in :func:`build_parser` by an
 ``add_*_command(s)`` function beside it: data (datasets, splits), run (train, eval), score
-(score, merge-scores, translate); bench, report, pretrain, synth and demo keep theirs in
+(score, merge-scores, translate, ensemble); bench, report, pretrain, synth and demo keep theirs in
 their own modules.
 """
 
@@ -22,6 +22,7 @@ EPILOG = """examples:
   mixiqa eval runs/quick --data clive=../shared/data/CLIVE --allow-missing
   mixiqa score photos/ --model runs/quick --format csv     one score per image
   mixiqa translate --model runs/quick --from clive --to biq2021 55 70
+  mixiqa ensemble runs/quick runs/quick-mimi --out runs/pair   average two models into one
   mixiqa datasets                                   list every known dataset and its facts
   mixiqa datasets inspect clive --root DATA/CLIVE   count listed / present / missing images
   mixiqa splits biq2021 --root DATA/BIQ2021 --protocol official --allow-missing --out splits/

@@ -1,4 +1,5 @@
-"""``mixiqa score`` (images -> one score each), ``merge-scores`` and ``translate``."""
+"""``mixiqa score`` (images -> one score each), ``merge-scores``, ``translate`` and
+``ensemble`` (trained models -> one model that averages them)."""
 
 from __future__ import annotations
 
@@ -52,6 +53,22 @@ def add_score_commands(sub) -> None:
     t.add_argument("--from", dest="src", required=True, help="dataset whose scale SCORES are on")
     t.add_argument("--to", dest="dst", required=True, help="dataset scale to translate to")
     t.set_defaults(func=cmd_translate)
+
+    e = sub.add_parser("ensemble", help="average trained models into one model folder",
+                       description="One model whose score is the mean of the members' scores "
+                                   "on a dataset's scale (see mixiqa.models.ensemble); "
+                                   "`mixiqa score --model OUT` and load_model(OUT) use it.")
+    e.add_argument("runs", nargs="+", help="two or more run or model folders, trained on the "
+                                           "same datasets with the same input recipe")
+    e.add_argument("--out", "-o", required=True, help="a new folder for the ensemble")
+    e.add_argument("--reference", metavar="DATASET",
+                   help="dataset whose scale the ensemble's q is on (default: the first "
+                        "member's first dataset)")
+    e.add_argument("--output-scale", metavar="DATASET",
+                   help="the scale `mixiqa score` reports by default (default: q)")
+    e.add_argument("--clip", nargs=2, type=float, metavar=("LO", "HI"),
+                   help="clip the default output to this range (with --output-scale)")
+    e.set_defaults(func=cmd_ensemble)
 
 
 def cmd_score(args) -> int:
@@ -163,4 +180,20 @@ def cmd_translate(args) -> int:
     out = model.translate(torch.tensor(args.scores, dtype=torch.float32), args.src, args.dst)
     for v in out.tolist():
         print(f"{v:.6g}")
+    return 0
+
+
+def cmd_ensemble(args) -> int:
+    from pathlib import Path
+
+    from mixiqa.models.ensemble import make_ensemble
+
+    out = Path(args.out)
+    if out.exists() and any(out.iterdir()):
+        raise ConfigError(f"--out '{out}' is not empty: give a new folder for the ensemble.")
+    if args.clip and not args.output_scale:
+        raise ConfigError("--clip applies to the default output: give --output-scale too.")
+    output = ({"scale": args.output_scale, "clip": args.clip} if args.output_scale else None)
+    make_ensemble(args.runs, out, reference=args.reference or args.output_scale, output=output)
+    print(f"mixiqa: ensemble of {len(args.runs)} models -> {out}", file=sys.stderr)
     return 0

@@ -26,7 +26,8 @@ from torch import nn
 
 from mixiqa.errors import ConfigError, DataError
 from mixiqa.features import FeatureSpec, stage_stats
-from mixiqa.models.iqa import IQAModel, ScoresFiles, load_model, save_model
+from mixiqa.models.iqa import (IQAModel, ScoresFiles, load_model, read_meta,
+                               resolve_model_folder, save_model, tail_prefixes)
 
 FORMAT = "mixiqa-ensemble"
 FORMAT_VERSION = 1
@@ -176,6 +177,46 @@ def save_ensemble(members: list[IQAModel], folder: str | Path, meta: dict,
     tmp.write_text(json.dumps(doc, indent=1))
     os.replace(tmp, folder / "model.json")     # last: a half-written ensemble has no index
     return folder
+
+
+def member_from_run(run: str | Path) -> tuple[IQAModel, dict]:
+    """A trained model, ready to save again, and its recipe: ``{"run": path}`` plus, when the
+    run folder has one, ``"config"``: its config as this version reads it (dataset names
+    only, not this machine's paths)."""
+    from mixiqa.config import load_config
+
+    folder = resolve_model_folder(Path(run))
+    meta = read_meta(folder)
+    if meta["format"] == FORMAT:
+        raise ConfigError(f"'{run}' is an ensemble already; give its member folders instead.")
+    # trained tail blocks or a fine-tuned backbone are in the file: load them to save them
+    model = load_model(folder, with_backbone=bool(tail_prefixes(meta))
+                       or bool(meta.get("backbone_in_file")))
+    model.meta.pop("output", None)          # the ensemble's own output scale applies
+    recipe: dict = {"run": str(run)}
+    configs = [p / "config.yaml" for p in (folder, *folder.parents[:3])
+               if (p / "config.yaml").is_file()]
+    if configs:
+        cfg = load_config(configs[0]).to_dict()
+        recipe["config"] = {**cfg, "datasets": [d["name"] for d in cfg["datasets"]]}
+    return model, recipe
+
+
+def make_ensemble(runs: list[str | Path], folder: str | Path, reference: str | None = None,
+                  output: dict | None = None) -> Path:
+    """Average trained runs (or model folders) into an ensemble folder.
+
+    Args:
+        reference: The dataset whose scale the ensemble's q is on (default: the first
+            member's first dataset).
+        output: ``{"scale": dataset, "clip": [lo, hi] or None}``: what ``mixiqa score``
+            reports by default (None: q).
+    """
+    members, recipes = zip(*(member_from_run(r) for r in runs))
+    meta = {"reference": reference or members[0].datasets[0]}
+    meta.update({"output": output} if output else {})
+    EnsembleModel(list(members), meta)           # the checks, before anything is written
+    return save_ensemble(list(members), folder, meta, list(recipes))
 
 
 def load_ensemble(folder: str | Path, meta: dict, with_backbone: bool = True,
