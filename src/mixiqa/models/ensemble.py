@@ -116,6 +116,10 @@ def _shared_start(members: list[IQAModel]) -> int | None:
             or not all(hasattr(getattr(m.backbone, "model", None), "blocks") for m in members)
             or len({m.backbone.name for m in members}) != 1):
         return None
+    bb = members[0].backbone
+    if not all(bb.model.feature_info[i]["module"].startswith("blocks.")
+               for i in bb.stage_indices):           # stages must be block outputs
+        return None
     states = [m.backbone.model.state_dict() for m in members]
     stem = [k for k in states[0] if not k.startswith(("blocks.", "conv_head.", "bn2."))]
     if any(not torch.equal(s[k], states[0][k]) for s in states[1:] for k in stem):
