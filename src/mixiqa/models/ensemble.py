@@ -26,10 +26,10 @@ from torch import nn
 
 from mixiqa.errors import ConfigError, DataError
 from mixiqa.features import FeatureSpec, stage_stats
+from mixiqa.models.iqa import ENSEMBLE_FORMAT as FORMAT
 from mixiqa.models.iqa import (IQAModel, ScoresFiles, load_model, read_meta,
                                resolve_model_folder, save_model, tail_prefixes)
 
-FORMAT = "mixiqa-ensemble"
 FORMAT_VERSION = 1
 SAME_INPUT = ("features", "eval")      # meta entries every member must share
 

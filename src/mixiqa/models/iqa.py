@@ -13,14 +13,19 @@ import json
 import os
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
 from torch import nn
 
 from mixiqa.errors import ConfigError, DataError
 
+if TYPE_CHECKING:
+    from mixiqa.models.ensemble import EnsembleModel
+
 FORMAT = "mixiqa-model"
 FORMAT_VERSION = 1
+ENSEMBLE_FORMAT = "mixiqa-ensemble"     # a folder of member models (mixiqa.models.ensemble)
 
 
 @dataclass
@@ -238,7 +243,7 @@ def read_meta(folder: str | Path) -> dict:
         raise DataError(f"No model at '{folder}': expected model.json and model.safetensors "
                         "(as written by `mixiqa train`).")
     meta = json.loads(path.read_text())
-    if meta.get("format") not in (FORMAT, "mixiqa-ensemble"):
+    if meta.get("format") not in (FORMAT, ENSEMBLE_FORMAT):
         raise DataError(f"'{path}' is not a mixiqa model file (format {meta.get('format')!r}).")
     return meta
 
@@ -263,7 +268,7 @@ def build_model(meta: dict, scales: dict[str, ScoreScale], with_backbone: bool =
 
 
 def load_model(path: str | Path | None = None, with_backbone: bool = True,
-               device: str = "cpu") -> IQAModel:
+               device: str = "cpu") -> IQAModel | EnsembleModel:
     """Load a model folder written by :func:`save_model` (no unpickling: safetensors + JSON),
     or an ensemble of such folders (:mod:`mixiqa.models.ensemble`).
 
@@ -278,7 +283,7 @@ def load_model(path: str | Path | None = None, with_backbone: bool = True,
         path = default_model_path()
     folder = resolve_model_folder(Path(path))
     meta = read_meta(folder)
-    if meta["format"] == "mixiqa-ensemble":
+    if meta["format"] == ENSEMBLE_FORMAT:
         from mixiqa.models.ensemble import load_ensemble
 
         return load_ensemble(folder, meta, with_backbone=with_backbone, device=device)
