@@ -32,18 +32,18 @@ def main(argv=None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("runs", nargs="+", type=Path, help="finished `mixiqa train` run folders")
     args = ap.parse_args(argv)
-    for run in args.runs:      # the shipped model's recipe must go with it
-        if "config" not in member_from_run(run)[1]:
-            raise DataError(f"No config.yaml in or above '{run}': ship a folder written by "
-                            "`mixiqa train`, so the model's recipe goes with it.")
     tmp = DEST.parent / ".default_model.new"
     shutil.rmtree(tmp, ignore_errors=True)
     if len(args.runs) == 1:
-        model = member_from_run(args.runs[0])[0]
+        model, recipe = member_from_run(args.runs[0])
+        if "config" not in recipe:
+            raise DataError(f"No config.yaml in or above '{args.runs[0]}': ship a folder "
+                            "written by `mixiqa train`, so the model's recipe goes with it.")
         model.meta["output"] = OUTPUT
         save_model(model, tmp)
-    else:
-        make_ensemble(args.runs, tmp, reference=OUTPUT["scale"], output=OUTPUT)
+    else:        # the shipped model's recipes go with it: need_config
+        make_ensemble(args.runs, tmp, reference=OUTPUT["scale"], output=OUTPUT,
+                      need_config=True)
     for old in DEST.iterdir():                      # replace everything but the README
         if old.name not in KEEP:
             shutil.rmtree(old) if old.is_dir() else old.unlink()

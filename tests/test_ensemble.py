@@ -11,7 +11,7 @@ import torch
 from helpers import make_set
 from mixiqa.cli import main
 from mixiqa.errors import ConfigError, DataError
-from mixiqa.models.ensemble import EnsembleModel, load_ensemble, save_ensemble
+from mixiqa.models.ensemble import EnsembleModel, load_ensemble, make_ensemble, save_ensemble
 from mixiqa.models.iqa import ScoreScale, build_model, load_model, read_meta
 
 SCALES = {"alpha": ScoreScale("alpha", "rescaled", 1.0, 5.0, True, 1.0, 5.0),
@@ -126,6 +126,9 @@ def test_bad_ensembles_are_refused_with_the_reason(saved, tmp_path):
     other.meta["features"] = {**other.meta["features"], "max_short": 128}
     with pytest.raises(ConfigError, match="read images differently .'features'"):
         EnsembleModel([member([6], 0), other], {})
+    with pytest.raises(DataError, match="No config.yaml in or above"):    # a recipe asked for
+        make_ensemble([folder / "member_0", folder / "member_1"], tmp_path / "nc",
+                      need_config=True)
     with pytest.raises(ConfigError, match="at least two"):
         EnsembleModel([member([6], 0)], {})
     ens = load_model(folder)

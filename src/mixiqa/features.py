@@ -113,13 +113,16 @@ def compute_features(backbone, images: torch.Tensor, spec: FeatureSpec) -> torch
         from mixiqa.models.tail import tail_rows
 
         return tail_rows(backbone, images, spec)
-    outs = []
-    for s in spec.scales:
-        x = images if s == 1.0 else F.interpolate(images, scale_factor=s, mode="bilinear",
-                                                  antialias=True, align_corners=False)
-        outs.append(pool_features(backbone, x.contiguous(memory_format=torch.channels_last),
-                                  spec.pooling))
+    outs = [pool_features(backbone, at_scale(images, s), spec.pooling) for s in spec.scales]
     return torch.cat(outs, dim=1).float()
+
+
+def at_scale(images: torch.Tensor, s: float) -> torch.Tensor:
+    """(B, 3, H, W) -> (B, 3, ~sH, ~sW), antialiased, channels-last (the convolutions' fast
+    layout on a CPU): one scale of a feature spec."""
+    x = images if s == 1.0 else F.interpolate(images, scale_factor=s, mode="bilinear",
+                                              antialias=True, align_corners=False)
+    return x.contiguous(memory_format=torch.channels_last)
 
 
 def _features_of(backbone, images: list[torch.Tensor], spec: FeatureSpec,

@@ -21,11 +21,10 @@ import shutil
 from pathlib import Path
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from mixiqa.errors import ConfigError, DataError
-from mixiqa.features import FeatureSpec, stage_stats
+from mixiqa.features import FeatureSpec, at_scale
 from mixiqa.models.iqa import ENSEMBLE_FORMAT as FORMAT
 from mixiqa.models.iqa import (IQAModel, ScoresFiles, load_model, read_meta,
                                resolve_model_folder, save_model, tail_prefixes)
@@ -116,9 +115,9 @@ def _shared_start(members: list[IQAModel]) -> int | None:
             or not all(hasattr(getattr(m.backbone, "model", None), "blocks") for m in members)
             or len({m.backbone.name for m in members}) != 1):
         return None
-    bb = members[0].backbone
-    if not all(bb.model.feature_info[i]["module"].startswith("blocks.")
-               for i in bb.stage_indices):           # stages must be block outputs
+    from mixiqa.models.tail import stage_blocks
+
+    if stage_blocks(members[0].backbone) is None:    # stages must be block outputs
         return None
     states = [m.backbone.model.state_dict() for m in members]
     stem = [k for k in states[0] if not k.startswith(("blocks.", "conv_head.", "bn2."))]
@@ -136,24 +135,16 @@ def _shared_features(members: list[IQAModel], images: torch.Tensor, spec: Featur
                      start: int) -> list[torch.Tensor]:
     """Each member's ``compute_features`` (M x (B, D)), blocks before ``start`` run once:
     per scale, the stages' mean and std in stage order, as :func:`pool_features` gives."""
-    from mixiqa.models.tail import trunk
+    from mixiqa.models.tail import pool_blocks, stage_blocks, trunk
 
     bb = members[0].backbone
-    stages = [int(bb.model.feature_info[i]["module"].split(".")[1]) for i in bb.stage_indices]
+    stages = stage_blocks(bb)
     outs: list[list[torch.Tensor]] = [[] for _ in members]
     with torch.inference_mode():
         for s in spec.scales:
-            x = images if s == 1.0 else F.interpolate(images, scale_factor=s, mode="bilinear",
-                                                      antialias=True, align_corners=False)
-            fixed, h0 = trunk(bb, x.contiguous(memory_format=torch.channels_last),
-                               {"start": start, "stages": stages})
+            fixed, h = trunk(bb, at_scale(images, s), {"start": start, "stages": stages})
             for out, m in zip(outs, members):
-                h, parts = h0, [fixed]
-                for i in range(start, max(stages) + 1):
-                    h = m.backbone.model.blocks[i](h)
-                    if i in stages:
-                        parts += stage_stats(h)
-                out.append(torch.cat(parts, 1))
+                out += [fixed, *pool_blocks(m.backbone.model.blocks, h, start, stages)]
     return [torch.cat(o, 1).float() for o in outs]
 
 
@@ -207,7 +198,7 @@ def member_from_run(run: str | Path) -> tuple[IQAModel, dict]:
 
 
 def make_ensemble(runs: list[str | Path], folder: str | Path, reference: str | None = None,
-                  output: dict | None = None) -> Path:
+                  output: dict | None = None, need_config: bool = False) -> Path:
     """Average trained runs (or model folders) into an ensemble folder.
 
     Args:
@@ -215,8 +206,13 @@ def make_ensemble(runs: list[str | Path], folder: str | Path, reference: str | N
             member's first dataset).
         output: ``{"scale": dataset, "clip": [lo, hi] or None}``: what ``mixiqa score``
             reports by default (None: q).
+        need_config: Refuse a member without the run's ``config.yaml`` (its recipe).
     """
     members, recipes = zip(*(member_from_run(r) for r in runs))
+    for run, recipe in zip(runs, recipes):
+        if need_config and "config" not in recipe:
+            raise DataError(f"No config.yaml in or above '{run}': give a folder written by "
+                            "`mixiqa train`, so the model's recipe goes with it.")
     meta = {"reference": reference or members[0].datasets[0]}
     meta.update({"output": output} if output else {})
     EnsembleModel(list(members), meta)           # the checks, before anything is written

@@ -26,7 +26,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from mixiqa.errors import ConfigError
-from mixiqa.features import stage_stats
+from mixiqa.features import at_scale, stage_stats
 from mixiqa.models.iqa import IQAModel
 from mixiqa.train import FeatureInputs
 
@@ -42,21 +42,42 @@ def tail_layout(backbone, k: int) -> dict:
         raise ConfigError(f"model.train_tail needs an EfficientNet-style backbone (conv_stem, "
                           f"blocks); '{backbone.name}' is not one. Use efficientnet_lite0/1/2, "
                           "or train_tail: 0 with freeze: false to fine-tune it whole.")
-    names = [m.feature_info[i]["module"] for i in backbone.stage_indices]
-    if not all(n.startswith("blocks.") for n in names):
+    stages = stage_blocks(backbone)
+    if stages is None:
+        names = [m.feature_info[i]["module"] for i in backbone.stage_indices]
         raise ConfigError(f"model.train_tail: the stages of '{backbone.name}' ({names}) are "
                           "not outputs of its blocks.")
     n = len(m.blocks)
     if not 1 <= k < n:
         raise ConfigError(f"model.train_tail must be between 1 and {n - 1} for "
                           f"'{backbone.name}' ({n} blocks), got {k}.")
-    layout = {"start": n - k, "stages": [int(s.split(".")[1]) for s in names]}
+    layout = {"start": n - k, "stages": stages}
     with torch.no_grad():   # the tail's input at a 128-px probe: channels and stride
         probe = torch.zeros(1, 3, 128, 128, device=next(m.parameters()).device)
         _, h = trunk(backbone, probe, layout)
     layout.update(channels=h.shape[1], stride=128 // h.shape[-1])
     memo[k] = layout
     return layout
+
+
+def stage_blocks(backbone) -> list[int] | None:
+    """Indices of the blocks whose outputs are the pooled stages (Lite0: [0, 1, 2, 4, 6]);
+    None when a stage is not a block's output."""
+    names = [backbone.model.feature_info[i]["module"] for i in backbone.stage_indices]
+    if not all(n.startswith("blocks.") for n in names):
+        return None
+    return [int(n.split(".")[1]) for n in names]
+
+
+def pool_blocks(blocks, x: torch.Tensor, start: int, stages: list[int]) -> list[torch.Tensor]:
+    """Run ``blocks[start:]`` up to the last stage on the map ``x`` entering block ``start``;
+    the mean and std of each stage's output from ``start`` on, in order (as ``stage_stats``)."""
+    parts = []
+    for i in range(start, max(stages) + 1):
+        x = blocks[i](x)
+        if i in stages:
+            parts += stage_stats(x)
+    return parts
 
 
 def trunk(backbone, x: torch.Tensor, layout: dict) -> tuple[torch.Tensor, torch.Tensor]:
@@ -92,9 +113,7 @@ def tail_rows(backbone, images: torch.Tensor, spec) -> torch.Tensor:
     lay = tail_layout(backbone, spec.tail)
     out = []
     for s, size in zip(spec.scales, map_sizes(backbone, spec)):
-        x = images if s == 1.0 else F.interpolate(images, scale_factor=s, mode="bilinear",
-                                                  antialias=True, align_corners=False)
-        st, h = trunk(backbone, x.contiguous(memory_format=torch.channels_last), lay)
+        st, h = trunk(backbone, at_scale(images, s), lay)
         if tuple(h.shape[-2:]) != size:
             h = F.interpolate(h, size=size, mode="bilinear", antialias=True,
                               align_corners=False)
@@ -171,10 +190,7 @@ class Tail(nn.Module):
             if corner is not None:
                 x = crop_maps(x, corner, self.crop)
             at += d + c * h * w
-            for i in range(self.start, len(self.model.blocks)):
-                x = self.model.blocks[i](x)
-                if i in self.stages:
-                    out += stage_stats(x)
+            out += pool_blocks(self.model.blocks, x, self.start, self.stages)
         return torch.cat(out, 1)                                   # (B, out_features)
 
     @torch.no_grad()
