@@ -48,3 +48,31 @@ def test_domain_batches_hold_k_domains_of_n():
         assert d[0] != d[5]
     with pytest.raises(ConfigError, match="only 4 domains"):
         DomainBatchSampler(dom, k=5)
+
+
+def _sind_config(quotas, domain="dataset"):
+    from mixiqa.config import config_from_dict
+
+    return config_from_dict({"datasets": [{"name": "a", "root": "."}, {"name": "b", "root": "."}],
+                             "method": {"name": "sind", "domain": domain},
+                             "train": {"batch_size": 8, "quotas": quotas, "seed": 1}})
+
+
+def test_sind_takes_per_dataset_quotas():
+    from mixiqa.methods import get_method
+    from mixiqa.train import make_sampler
+
+    sind = get_method("sind")
+    # equal quotas: SIND's own k-domains x n sampler, as every committed SIND run used
+    assert isinstance(make_sampler(sind, DOM, DOM, _sind_config("equal")), DomainBatchSampler)
+    # counts per dataset: every batch holds both datasets in those numbers
+    s = make_sampler(sind, DOM, DOM, _sind_config([2, 6]))
+    assert isinstance(s, MixedBatchSampler)
+    for batch in s:
+        assert sorted(DOM[batch].tolist()) == [0] * 2 + [1] * 6
+    # scene domains are not datasets: per-dataset quotas would be ignored, so they are refused
+    scenes = np.arange(100) // 10
+    assert isinstance(make_sampler(sind, DOM, scenes, _sind_config("equal", "scene")),
+                      DomainBatchSampler)
+    with pytest.raises(ConfigError, match="leave quotas: equal"):
+        make_sampler(sind, DOM, scenes, _sind_config([2, 6], domain="scene"))

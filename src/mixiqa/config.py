@@ -84,7 +84,8 @@ class TrainConfig:
     step_size: int = 5
     gamma: float = 0.8
     warmup_epochs: int = 0
-    quotas: str = "equal"             # per-dataset share of each batch: equal | proportional
+    # per-dataset share of each batch: equal | proportional | counts, one per dataset
+    quotas: str | list = "equal"
     seed: int = 0
     device: str = "auto"              # auto | cpu | cuda
     amp: bool = True                  # mixed precision where a GPU is present

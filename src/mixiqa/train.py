@@ -284,10 +284,20 @@ def cosine_factor(epoch: int, t) -> float:
 
 
 def make_sampler(method: Method, dom: np.ndarray, align: np.ndarray, cfg: ExperimentConfig):
-    """SIND: k=2 alignment domains x n images per batch; otherwise per-dataset quotas."""
+    """SIND: k=2 alignment domains x n images per batch; otherwise per-dataset quotas.
+
+    SIND aligning whole datasets with quotas other than ``equal`` (a per-dataset count list,
+    or ``proportional``) takes them: every batch still holds every dataset, each aligned on
+    its own share of the batch.
+    """
     t = cfg.train
     if method.sampler == "domain" and len(np.unique(align)) >= 2:
-        return DomainBatchSampler(align, k=2, n=max(2, t.batch_size // 2), seed=t.seed)
+        if t.quotas == "equal":
+            return DomainBatchSampler(align, k=2, n=max(2, t.batch_size // 2), seed=t.seed)
+        if cfg.method.domain != "dataset":
+            raise ConfigError(f"train.quotas {t.quotas!r} shares batches between datasets, and "
+                              f"method.domain {cfg.method.domain!r} draws 2 of its domains x "
+                              "n images per batch; leave quotas: equal with it.")
     return MixedBatchSampler(dom, t.batch_size, quotas=t.quotas, seed=t.seed)
 
 
