@@ -278,3 +278,41 @@ def test_module_device_finds_a_mapper_with_buffers_only():
     assert not list(sind.parameters()) and module_device(sind).type == "meta"
     assert module_device(create_mapper("affine").to("meta")).type == "meta"
     assert module_device(torch.nn.Identity()).type == "cpu"
+
+
+def test_a_loss_weighted_per_dataset_applies_to_the_datasets_it_names(data):
+    """{dataset: w} weighs a per-dataset loss for the named datasets only (SIND anchored to
+    one dataset's scale); a whole-batch loss or an unknown dataset is refused."""
+    from types import SimpleNamespace
+
+    from mixiqa import losses as L
+    from mixiqa.errors import ConfigError
+    from mixiqa.methods import get_method
+    from mixiqa.train import batch_loss, loss_weights
+
+    sind = get_method("sind")
+    model = SimpleNamespace(datasets=["alpha", "beta"],
+                            mappers={"alpha": torch.nn.Identity(), "beta": torch.nn.Identity()})
+    g = torch.Generator().manual_seed(0)
+    q, y = torch.randn(12, generator=g), torch.rand(12, generator=g) * 10
+    dom = torch.tensor([0] * 6 + [1] * 6)
+    b = dom == 1
+    cfg = config(data, "sind")
+    cfg.method.loss_weights = {"smooth_l1": {"beta": 0.3}}
+    w = loss_weights(sind, cfg, model.datasets)
+    got = batch_loss(model, sind, w, q, y, torch.ones(12), dom)
+    # the smooth-L1 term: beta's alone, averaged over the batch's two datasets
+    want = L.sind_loss(q, y, dom) + 0.3 * L.smooth_l1(q[b], y[b]) / 2
+    assert got.item() == pytest.approx(want.item(), rel=1e-6)
+    cfg.method.loss_weights = {"smooth_l1": 0.3}       # one number: every dataset
+    both = batch_loss(model, sind, loss_weights(sind, cfg, model.datasets), q, y,
+                      torch.ones(12), dom)
+    assert both.item() == pytest.approx(
+        (L.sind_loss(q, y, dom) + 0.3 * (L.smooth_l1(q[~b], y[~b]) + L.smooth_l1(q[b], y[b]))
+         / 2).item(), rel=1e-6)
+    cfg.method.loss_weights = {"sind": {"beta": 1.0}}
+    with pytest.raises(ConfigError, match="one term over the whole batch"):
+        loss_weights(sind, cfg, model.datasets)
+    cfg.method.loss_weights = {"smooth_l1": {"gamma": 1.0}}
+    with pytest.raises(ConfigError, match=r"names \['gamma'\]"):
+        loss_weights(sind, cfg, model.datasets)

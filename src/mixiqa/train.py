@@ -88,17 +88,19 @@ def batch_loss(model: IQAModel, method: Method, weights: dict, q: torch.Tensor,
             continue
         qk, yk, mapper = q[m], y[m], model.mappers[name]
         pred = mapper(qk)                                   # (B_k,) on the target scale
+        # a weight given as {dataset: w} applies to the datasets it names (0 for the rest)
+        wk = {loss: w.get(name, 0.0) if isinstance(w, dict) else w for loss, w in weights.items()}
         lk = q.new_zeros(())
-        if "smooth_l1" in weights:
-            lk = lk + weights["smooth_l1"] * L.smooth_l1(pred, yk)
-        if "norm_in_norm" in weights:
-            lk = lk + weights["norm_in_norm"] * L.norm_in_norm(pred, yk)
-        if "plcc" in weights:
-            lk = lk + weights["plcc"] * L.plcc_loss(pred, yk)
-        if "fidelity" in weights:
-            lk = lk + weights["fidelity"] * L.fidelity_loss(qk, yk, sd[m])
-        if "consistency" in weights:
-            lk = lk + weights["consistency"] * mapper.extra_loss(qk, yk)
+        if "smooth_l1" in wk:
+            lk = lk + wk["smooth_l1"] * L.smooth_l1(pred, yk)
+        if "norm_in_norm" in wk:
+            lk = lk + wk["norm_in_norm"] * L.norm_in_norm(pred, yk)
+        if "plcc" in wk:
+            lk = lk + wk["plcc"] * L.plcc_loss(pred, yk)
+        if "fidelity" in wk:
+            lk = lk + wk["fidelity"] * L.fidelity_loss(qk, yk, sd[m])
+        if "consistency" in wk:
+            lk = lk + wk["consistency"] * mapper.extra_loss(qk, yk)
         total, parts = total + lk, parts + 1
     total = total / max(parts, 1)
     if "sind" in weights:
@@ -399,13 +401,34 @@ def resume_from(path: Path, model: IQAModel, opt, sched) -> tuple:
     return ck["epoch"], ck["best"], ck["best_state"], ck["history"]
 
 
+PER_DATASET_LOSSES = ("smooth_l1", "norm_in_norm", "plcc", "fidelity", "consistency")
+
+
+def loss_weights(method: Method, cfg: ExperimentConfig, datasets: list[str]) -> dict:
+    """The method's loss weights with the config's overrides; a per-dataset loss may be
+    weighted per dataset ({dataset: weight}, 0 for datasets not named)."""
+    weights = {**method.losses, **cfg.method.loss_weights}
+    for loss, w in weights.items():
+        if not isinstance(w, dict):
+            continue
+        if loss not in PER_DATASET_LOSSES:
+            raise ConfigError(f"method.loss_weights.{loss} is one term over the whole batch; "
+                              f"give it one number (per-dataset weights are for "
+                              f"{', '.join(PER_DATASET_LOSSES)}).")
+        unknown = sorted(set(w) - set(datasets))
+        if unknown:
+            raise ConfigError(f"method.loss_weights.{loss} names {unknown}, which this run "
+                              f"does not train on; its datasets are {datasets}.")
+    return weights
+
+
 def train_split(cfg: ExperimentConfig, model: IQAModel, inputs, rows: dict[str, Manifest],
                 out: Path, resume: bool = False, device: str = "cpu", log=print) -> dict:
     """Train one split; returns the history. Best-on-validation weights end up in ``model``."""
     from mixiqa import distributed
 
     method = get_method(cfg.method.name)
-    weights = {**method.losses, **cfg.method.loss_weights}
+    weights = loss_weights(method, cfg, model.datasets)
     y, sd = targets_of(rows["train"], model.scales)
     dom = np.array([model.datasets.index(r.dataset) for r in rows["train"]])
     align = alignment_domains(rows["train"], cfg.method.domain)
