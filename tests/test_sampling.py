@@ -70,9 +70,17 @@ def test_sind_takes_per_dataset_quotas():
     assert isinstance(s, MixedBatchSampler)
     for batch in s:
         assert sorted(DOM[batch].tolist()) == [0] * 2 + [1] * 6
-    # scene domains are not datasets: per-dataset quotas would be ignored, so they are refused
+    # scene domains are not datasets: per-dataset quotas would be ignored, so the config
+    # refuses them
     scenes = np.arange(100) // 10
     assert isinstance(make_sampler(sind, DOM, scenes, _sind_config("equal", "scene")),
                       DomainBatchSampler)
     with pytest.raises(ConfigError, match="leave quotas: equal"):
-        make_sampler(sind, DOM, scenes, _sind_config([2, 6], domain="scene"))
+        _sind_config([2, 6], domain="scene")
+
+
+def test_bad_quotas_are_refused_when_the_config_is_read():
+    for bad in ([2, 2], [8, 0], "half", 8):
+        with pytest.raises(ConfigError, match="train.quotas must be"):
+            _sind_config(bad)
+    assert _sind_config("proportional").train.quotas == "proportional"

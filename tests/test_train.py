@@ -288,7 +288,9 @@ def test_a_loss_weighted_per_dataset_applies_to_the_datasets_it_names(data):
     from mixiqa import losses as L
     from mixiqa.errors import ConfigError
     from mixiqa.methods import get_method
-    from mixiqa.train import batch_loss, loss_weights
+    from dataclasses import asdict
+
+    from mixiqa.train import batch_loss
 
     sind = get_method("sind")
     model = SimpleNamespace(datasets=["alpha", "beta"],
@@ -299,20 +301,22 @@ def test_a_loss_weighted_per_dataset_applies_to_the_datasets_it_names(data):
     b = dom == 1
     cfg = config(data, "sind")
     cfg.method.loss_weights = {"smooth_l1": {"beta": 0.3}}
-    w = loss_weights(sind, cfg, model.datasets)
+    w = {**sind.losses, **cfg.method.loss_weights}
     got = batch_loss(model, sind, w, q, y, torch.ones(12), dom)
     # the smooth-L1 term: beta's alone, averaged over the batch's two datasets
     want = L.sind_loss(q, y, dom) + 0.3 * L.smooth_l1(q[b], y[b]) / 2
     assert got.item() == pytest.approx(want.item(), rel=1e-6)
     cfg.method.loss_weights = {"smooth_l1": 0.3}       # one number: every dataset
-    both = batch_loss(model, sind, loss_weights(sind, cfg, model.datasets), q, y,
+    both = batch_loss(model, sind, {**sind.losses, **cfg.method.loss_weights}, q, y,
                       torch.ones(12), dom)
     assert both.item() == pytest.approx(
         (L.sind_loss(q, y, dom) + 0.3 * (L.smooth_l1(q[~b], y[~b]) + L.smooth_l1(q[b], y[b]))
          / 2).item(), rel=1e-6)
-    cfg.method.loss_weights = {"sind": {"beta": 1.0}}
+    # refused when the config is read, before any feature extraction
+    raw = asdict(cfg)
+    raw["method"]["loss_weights"] = {"sind": {"beta": 1.0}}
     with pytest.raises(ConfigError, match="one term over the whole batch"):
-        loss_weights(sind, cfg, model.datasets)
-    cfg.method.loss_weights = {"smooth_l1": {"gamma": 1.0}}
+        config_from_dict(raw)
+    raw["method"]["loss_weights"] = {"smooth_l1": {"gamma": 1.0}}
     with pytest.raises(ConfigError, match=r"names \['gamma'\]"):
-        loss_weights(sind, cfg, model.datasets)
+        config_from_dict(raw)

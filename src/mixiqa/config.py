@@ -188,6 +188,8 @@ def _check_values(cfg: ExperimentConfig) -> None:
         if not tail:
             raise ConfigError("model.tail_crop crops the cached maps of model.train_tail; set "
                               "train_tail: 1 (or more) with it, or leave tail_crop null.")
+    _check_quotas(cfg)
+    _check_loss_weights(cfg)
     decay = cfg.train.layer_decay
     if isinstance(decay, bool) or not isinstance(decay, (int, float)) or not 0 < decay <= 1:
         raise ConfigError(f"train.layer_decay must be a number in (0, 1], got {decay!r} "
@@ -200,6 +202,44 @@ def _check_values(cfg: ExperimentConfig) -> None:
     if cap is not None and (isinstance(cap, bool) or not isinstance(cap, int) or cap < 1):
         raise ConfigError(f"model.feature_max_short must be a positive number of pixels or "
                           f"null, got {cap!r}.")
+
+
+def _check_quotas(cfg: ExperimentConfig) -> None:
+    q, b = cfg.train.quotas, cfg.train.batch_size
+    from mixiqa.methods import METHODS
+
+    if q == "equal":
+        return
+    m = cfg.method.name
+    if cfg.method.domain != "dataset" and m in METHODS and METHODS.get(m).sampler == "domain":
+        raise ConfigError(f"train.quotas {q!r} shares batches between datasets, and "
+                          f"method.domain {cfg.method.domain!r} draws 2 of its domains x n "
+                          "images per batch; leave quotas: equal with it.")
+    if q == "proportional":
+        return
+    if not isinstance(q, list) or not all(isinstance(x, int) and x >= 1 for x in q) \
+            or sum(q) != b:
+        raise ConfigError(f"train.quotas must be 'equal', 'proportional' or a list of image "
+                          f"counts per dataset (at least 1 each) summing to batch_size {b}; "
+                          f"got {q!r}.")
+
+
+def _check_loss_weights(cfg: ExperimentConfig) -> None:
+    """A weight is a number, or ``{dataset: number}`` for a loss taken per dataset."""
+    from mixiqa.methods import PER_DATASET_LOSSES  # methods imports nothing of the config
+
+    names = [d.name for d in cfg.datasets]
+    for loss, w in cfg.method.loss_weights.items():
+        if not isinstance(w, dict):
+            continue
+        if loss not in PER_DATASET_LOSSES:
+            raise ConfigError(f"method.loss_weights.{loss} is one term over the whole batch; "
+                              f"give it one number (per-dataset weights are for "
+                              f"{', '.join(PER_DATASET_LOSSES)}).")
+        unknown = sorted(set(w) - set(names))
+        if unknown:
+            raise ConfigError(f"method.loss_weights.{loss} names {unknown}, which are not "
+                              f"among this config's datasets {names}.")
 
 
 def load_config(path: str | Path, overrides: list[str] = ()) -> ExperimentConfig:

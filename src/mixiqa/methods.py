@@ -40,6 +40,10 @@ class Method:
 
 METHODS: Registry[Method] = Registry("method")
 
+# losses computed on each dataset's part of a batch (these may be weighted per dataset);
+# ``sind`` and ``range_prior`` are one term over the whole batch
+PER_DATASET_LOSSES = ("smooth_l1", "norm_in_norm", "plcc", "fidelity", "consistency")
+
 
 def _add(m: Method) -> None:
     METHODS.register(m.name, m)

@@ -294,12 +294,8 @@ def make_sampler(method: Method, dom: np.ndarray, align: np.ndarray, cfg: Experi
     """
     t = cfg.train
     if method.sampler == "domain" and len(np.unique(align)) >= 2:
-        if t.quotas == "equal":
+        if t.quotas == "equal" or cfg.method.domain != "dataset":   # the config refuses
             return DomainBatchSampler(align, k=2, n=max(2, t.batch_size // 2), seed=t.seed)
-        if cfg.method.domain != "dataset":
-            raise ConfigError(f"train.quotas {t.quotas!r} shares batches between datasets, and "
-                              f"method.domain {cfg.method.domain!r} draws 2 of its domains x "
-                              "n images per batch; leave quotas: equal with it.")
     return MixedBatchSampler(dom, t.batch_size, quotas=t.quotas, seed=t.seed)
 
 
@@ -401,34 +397,13 @@ def resume_from(path: Path, model: IQAModel, opt, sched) -> tuple:
     return ck["epoch"], ck["best"], ck["best_state"], ck["history"]
 
 
-PER_DATASET_LOSSES = ("smooth_l1", "norm_in_norm", "plcc", "fidelity", "consistency")
-
-
-def loss_weights(method: Method, cfg: ExperimentConfig, datasets: list[str]) -> dict:
-    """The method's loss weights with the config's overrides; a per-dataset loss may be
-    weighted per dataset ({dataset: weight}, 0 for datasets not named)."""
-    weights = {**method.losses, **cfg.method.loss_weights}
-    for loss, w in weights.items():
-        if not isinstance(w, dict):
-            continue
-        if loss not in PER_DATASET_LOSSES:
-            raise ConfigError(f"method.loss_weights.{loss} is one term over the whole batch; "
-                              f"give it one number (per-dataset weights are for "
-                              f"{', '.join(PER_DATASET_LOSSES)}).")
-        unknown = sorted(set(w) - set(datasets))
-        if unknown:
-            raise ConfigError(f"method.loss_weights.{loss} names {unknown}, which this run "
-                              f"does not train on; its datasets are {datasets}.")
-    return weights
-
-
 def train_split(cfg: ExperimentConfig, model: IQAModel, inputs, rows: dict[str, Manifest],
                 out: Path, resume: bool = False, device: str = "cpu", log=print) -> dict:
     """Train one split; returns the history. Best-on-validation weights end up in ``model``."""
     from mixiqa import distributed
 
     method = get_method(cfg.method.name)
-    weights = loss_weights(method, cfg, model.datasets)
+    weights = {**method.losses, **cfg.method.loss_weights}   # checked by the config
     y, sd = targets_of(rows["train"], model.scales)
     dom = np.array([model.datasets.index(r.dataset) for r in rows["train"]])
     align = alignment_domains(rows["train"], cfg.method.domain)
