@@ -145,6 +145,20 @@ def test_sind_invariant_to_affine_transforms_of_each_domain():
         base.item(), rel=1e-6)
 
 
+def test_sind_huber_and_domain_weights_by_hand():
+    # standardised residuals of test_sind_by_hand: (0.5, -1.5, 2.0)
+    # Huber with beta 1: 0.5 * 0.5**2 / 1 = 0.125, 1.5 - 0.5 = 1.0, 2.0 - 0.5 = 1.5
+    got = sind_loss(PRED, TARGET, [0, 0, 0], eps=0.0, beta=1.0)
+    assert got.item() == pytest.approx((0.125 + 1.0 + 1.5) / 3)
+    # two copies of the batch as two domains, weighted 3 and 0: mean(3 x L, 0) = 1.5 x L
+    pred, target = torch.cat([PRED, PRED]), torch.cat([TARGET, TARGET])
+    weighted = sind_loss(pred, target, [0, 0, 0, 1, 1, 1], eps=0.0,
+                         weights=torch.tensor([3.0] * 3 + [0.0] * 3))
+    assert weighted.item() == pytest.approx(1.5 * 4 / 3)
+    with pytest.raises(ValueError, match="beta must be >= 0"):
+        sind_loss(PRED, TARGET, [0, 0, 0], beta=-1.0)
+
+
 def test_sind_skips_single_image_domains():
     pred, label = torch.tensor([0.1, 0.5, 0.2, 9.0]), torch.tensor([1.0, 3.0, 2.0, 7.0])
     two = sind_loss(pred[:3], label[:3], [0, 0, 0])

@@ -314,9 +314,53 @@ def test_a_loss_weighted_per_dataset_applies_to_the_datasets_it_names(data):
          / 2).item(), rel=1e-6)
     # refused when the config is read, before any feature extraction
     raw = asdict(cfg)
-    raw["method"]["loss_weights"] = {"sind": {"beta": 1.0}}
+    raw["method"]["loss_weights"] = {"range_prior": {"beta": 1.0}}
     with pytest.raises(ConfigError, match="one term over the whole batch"):
         config_from_dict(raw)
     raw["method"]["loss_weights"] = {"smooth_l1": {"gamma": 1.0}}
     with pytest.raises(ConfigError, match=r"names \['gamma'\]"):
         config_from_dict(raw)
+
+
+def test_sind_weighted_per_dataset_and_given_options(data):
+    """{dataset: w} weighs SIND's per-domain terms (unnamed datasets: 0); loss_options reach
+    the loss functions; unknown losses, options and values are refused at config reading."""
+    from dataclasses import asdict
+    from types import SimpleNamespace
+
+    from mixiqa import losses as L
+    from mixiqa.errors import ConfigError
+    from mixiqa.methods import get_method
+    from mixiqa.train import batch_loss
+
+    sind = get_method("sind")
+    model = SimpleNamespace(datasets=["alpha", "beta"],
+                            mappers={"alpha": torch.nn.Identity(), "beta": torch.nn.Identity()})
+    g = torch.Generator().manual_seed(0)
+    q, y = torch.randn(12, generator=g), torch.rand(12, generator=g) * 10
+    dom = torch.tensor([0] * 6 + [1] * 6)
+    a, b = dom == 0, dom == 1
+    got = batch_loss(model, sind, {"sind": {"alpha": 0.5, "beta": 2.0}}, q, y, torch.ones(12),
+                     dom)
+    want = (0.5 * L.sind_loss(q[a], y[a], dom[a]) + 2.0 * L.sind_loss(q[b], y[b], dom[b])) / 2
+    assert got.item() == pytest.approx(want.item(), rel=1e-6)
+    only = batch_loss(model, sind, {"sind": {"beta": 1.0}}, q, y, torch.ones(12), dom)
+    assert only.item() == pytest.approx(L.sind_loss(q[b], y[b], dom[b]).item() / 2, rel=1e-6)
+    huber = batch_loss(model, sind, sind.losses, q, y, torch.ones(12), dom,
+                       options={"sind": {"beta": 1.0}})
+    assert huber.item() == pytest.approx(L.sind_loss(q, y, dom, beta=1.0).item(), rel=1e-6)
+    assert huber.item() != pytest.approx(L.sind_loss(q, y, dom).item(), rel=1e-3)
+
+    cfg = config(data, "sind")
+    raw = asdict(cfg)
+    raw["method"]["loss_weights"] = {"sind": {"csv": 0.5}}     # the fixture's datasets
+    raw["method"]["loss_options"] = {"sind": {"beta": 1.0}, "smooth_l1": {"beta": 0.1}}
+    parsed = config_from_dict(raw)
+    assert parsed.method.loss_options["sind"] == {"beta": 1.0}
+    for bad, match in [({"range_prior": {"beta": 1.0}}, "no such loss with options"),
+                       ({"sind": {"gamma": 1.0}}, r"among \['beta', 'eps'\]"),
+                       ({"sind": 1.0}, "must map option names"),
+                       ({"sind": {"beta": -1.0}}, "must be a number >= 0")]:
+        raw["method"]["loss_options"] = bad
+        with pytest.raises(ConfigError, match=match):
+            config_from_dict(raw)

@@ -66,6 +66,7 @@ class MethodConfig:
     domain: str = "dataset"           # SIND alignment / domain sampling: dataset | scene
     mapper_kwargs: dict = field(default_factory=dict)
     loss_weights: dict = field(default_factory=dict)   # override the method's defaults
+    loss_options: dict = field(default_factory=dict)   # {loss: {option: value}}, e.g. sind beta
 
 
 @dataclass
@@ -190,6 +191,7 @@ def _check_values(cfg: ExperimentConfig) -> None:
                               "train_tail: 1 (or more) with it, or leave tail_crop null.")
     _check_quotas(cfg)
     _check_loss_weights(cfg)
+    _check_loss_options(cfg)
     decay = cfg.train.layer_decay
     if isinstance(decay, bool) or not isinstance(decay, (int, float)) or not 0 < decay <= 1:
         raise ConfigError(f"train.layer_decay must be a number in (0, 1], got {decay!r} "
@@ -225,21 +227,40 @@ def _check_quotas(cfg: ExperimentConfig) -> None:
 
 
 def _check_loss_weights(cfg: ExperimentConfig) -> None:
-    """A weight is a number, or ``{dataset: number}`` for a loss taken per dataset."""
-    from mixiqa.methods import PER_DATASET_LOSSES  # methods imports nothing of the config
+    """A weight is a number, or ``{dataset: number}`` for a loss weighed per dataset."""
+    from mixiqa.methods import DATASET_WEIGHTED_LOSSES  # imports nothing of the config
 
     names = [d.name for d in cfg.datasets]
     for loss, w in cfg.method.loss_weights.items():
         if not isinstance(w, dict):
             continue
-        if loss not in PER_DATASET_LOSSES:
+        if loss not in DATASET_WEIGHTED_LOSSES:
             raise ConfigError(f"method.loss_weights.{loss} is one term over the whole batch; "
                               f"give it one number (per-dataset weights are for "
-                              f"{', '.join(PER_DATASET_LOSSES)}).")
+                              f"{', '.join(DATASET_WEIGHTED_LOSSES)}).")
         unknown = sorted(set(w) - set(names))
         if unknown:
             raise ConfigError(f"method.loss_weights.{loss} names {unknown}, which are not "
                               f"among this config's datasets {names}.")
+
+
+def _check_loss_options(cfg: ExperimentConfig) -> None:
+    """``method.loss_options`` names losses that take options, and options they take."""
+    from mixiqa.losses import OPTION_LOSSES
+
+    for loss, opts in cfg.method.loss_options.items():
+        if loss not in OPTION_LOSSES:
+            raise ConfigError(f"method.loss_options.{loss}: no such loss with options; "
+                              f"options are for {', '.join(OPTION_LOSSES)}.")
+        unknown = sorted(set(opts) - set(OPTION_LOSSES[loss])) if isinstance(opts, dict) \
+            else None
+        if unknown is None or unknown:
+            raise ConfigError(f"method.loss_options.{loss} must map option names to values, "
+                              f"among {list(OPTION_LOSSES[loss])}; got {opts!r}.")
+        for k, v in opts.items():
+            if isinstance(v, bool) or not isinstance(v, (int, float)) or v < 0:
+                raise ConfigError(f"method.loss_options.{loss}.{k} must be a number >= 0, "
+                                  f"got {v!r}.")
 
 
 def load_config(path: str | Path, overrides: list[str] = ()) -> ExperimentConfig:

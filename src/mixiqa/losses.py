@@ -207,13 +207,19 @@ def _proxy_range(mapper: Mapper, score_range, inverse: str) -> Tensor:
 
 
 def sind_loss(pred: Tensor, label: Tensor, domain_ids, eps: float = 1e-8,
-              higher_better=True) -> Tensor:
+              higher_better=True, beta: float = 0.0, weights=None) -> Tensor:
     """SIND's scale-and-shift-aligned L1, per domain, averaged over domains.
 
     In each domain, predictions and labels are each standardised by their median t and
     mean absolute deviation s = mean|y - t| (+ eps); the loss is the L1 between the two.
     Domains with a single image carry no distribution and are skipped (a batch of only
     such domains gives 0). ``higher_better`` may be a (B,) mask for mixed directions.
+
+    Args:
+        beta: 0 for the paper's L1; > 0 for a Huber (smooth-L1) loss that is quadratic
+            below ``beta`` standardised units (MADs) and linear above.
+        weights: Optional (B,) weight of each image's domain (the same for every image of
+            a domain); the loss is then the mean over domains of weight x domain loss.
 
     Reference: SIND, "Learning Scene-invariant Distribution", IEEE TCSVT 2025.
     """
@@ -222,6 +228,8 @@ def sind_loss(pred: Tensor, label: Tensor, domain_ids, eps: float = 1e-8,
     if domains.numel() != pred.numel():
         raise DataError(f"sind_loss got {domains.numel()} domain ids for {pred.numel()} "
                         f"predictions; pass one domain id per image")
+    if beta < 0:
+        raise ValueError(f"sind_loss beta must be >= 0 (0: L1), got {beta}")
     label = _directed(label, higher_better)
     losses = []
     for d in torch.unique(domains):
@@ -230,8 +238,19 @@ def sind_loss(pred: Tensor, label: Tensor, domain_ids, eps: float = 1e-8,
             continue
         p, y = pred[idx], label[idx]
         (tp, sp), (ty, sy) = location_scale(p, eps), location_scale(y, eps)
-        losses.append(((p - tp) / sp - (y - ty) / sy).abs().mean())
+        r = (p - tp) / sp - (y - ty) / sy                   # (n_d,) in MAD units
+        loss = r.abs().mean() if beta == 0 else F.smooth_l1_loss(r, torch.zeros_like(r),
+                                                                 beta=beta)
+        if weights is not None:
+            loss = loss * torch.as_tensor(weights, device=pred.device).reshape(-1)[idx][0]
+        losses.append(loss)
     return torch.stack(losses).mean() if losses else _zero(pred)
+
+
+# the options a config may pass to each loss function (``method.loss_options``)
+OPTION_LOSSES = {"smooth_l1": ("beta",), "norm_in_norm": ("p", "q", "eps"),
+                 "plcc": ("eps",), "fidelity": ("default_std", "eps"),
+                 "sind": ("beta", "eps")}
 
 
 # --------------------------------------------------------------------------- modules

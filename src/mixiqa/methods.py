@@ -40,9 +40,10 @@ class Method:
 
 METHODS: Registry[Method] = Registry("method")
 
-# losses computed on each dataset's part of a batch (these may be weighted per dataset);
-# ``sind`` and ``range_prior`` are one term over the whole batch
+# losses computed on each dataset's part of a batch; ``sind`` and ``range_prior`` are one
+# term over the whole batch, and SIND's averages per-domain terms that may be weighted too
 PER_DATASET_LOSSES = ("smooth_l1", "norm_in_norm", "plcc", "fidelity", "consistency")
+DATASET_WEIGHTED_LOSSES = PER_DATASET_LOSSES + ("sind",)
 
 
 def _add(m: Method) -> None:

@@ -70,17 +70,19 @@ def oriented(rows: Manifest) -> np.ndarray:
 
 def batch_loss(model: IQAModel, method: Method, weights: dict, q: torch.Tensor,
                y: torch.Tensor, sd: torch.Tensor, dom: torch.Tensor,
-               align: torch.Tensor | None = None) -> torch.Tensor:
+               align: torch.Tensor | None = None, options: dict | None = None) -> torch.Tensor:
     """Mean over the datasets in the batch of the method's losses on g_k(q) vs targets.
 
     Args:
         q, y, sd: Proxy scores, targets and target stds, each (B,).
         dom: Dataset index of each sample (selects its mapper), (B,).
         align: Alignment domain of each sample for SIND (dataset or scene), (B,).
+        options: Loss name -> keyword options of its function (``method.loss_options``).
     """
     from mixiqa import losses as L
 
     names = model.datasets
+    opt = {name: {} for name in L.OPTION_LOSSES} | (options or {})
     total, parts = q.new_zeros(()), 0
     for k, name in enumerate(names):
         m = dom == k
@@ -92,19 +94,24 @@ def batch_loss(model: IQAModel, method: Method, weights: dict, q: torch.Tensor,
         wk = {loss: w.get(name, 0.0) if isinstance(w, dict) else w for loss, w in weights.items()}
         lk = q.new_zeros(())
         if "smooth_l1" in wk:
-            lk = lk + wk["smooth_l1"] * L.smooth_l1(pred, yk)
+            lk = lk + wk["smooth_l1"] * L.smooth_l1(pred, yk, **opt["smooth_l1"])
         if "norm_in_norm" in wk:
-            lk = lk + wk["norm_in_norm"] * L.norm_in_norm(pred, yk)
+            lk = lk + wk["norm_in_norm"] * L.norm_in_norm(pred, yk, **opt["norm_in_norm"])
         if "plcc" in wk:
-            lk = lk + wk["plcc"] * L.plcc_loss(pred, yk)
+            lk = lk + wk["plcc"] * L.plcc_loss(pred, yk, **opt["plcc"])
         if "fidelity" in wk:
-            lk = lk + wk["fidelity"] * L.fidelity_loss(qk, yk, sd[m])
+            lk = lk + wk["fidelity"] * L.fidelity_loss(qk, yk, sd[m], **opt["fidelity"])
         if "consistency" in wk:
             lk = lk + wk["consistency"] * mapper.extra_loss(qk, yk)
         total, parts = total + lk, parts + 1
     total = total / max(parts, 1)
     if "sind" in weights:
-        total = total + weights["sind"] * L.sind_loss(q, y, dom if align is None else align)
+        w, domains = weights["sind"], dom if align is None else align
+        if isinstance(w, dict):  # per dataset: each image carries its dataset's weight
+            per_image = q.new_tensor([w.get(name, 0.0) for name in names])[dom]   # (B,)
+            total = total + L.sind_loss(q, y, domains, weights=per_image, **opt["sind"])
+        else:
+            total = total + w * L.sind_loss(q, y, domains, **opt["sind"])
     if "range_prior" in weights:
         ranges = {n: (0.0, 10.0) if model.scales[n].kind == "rescaled"
                   else (model.scales[n].score_min, model.scales[n].score_max) for n in names}
@@ -351,9 +358,10 @@ class TrainStep(nn.Module):
     """
 
     def __init__(self, model: IQAModel, method: Method, weights: dict, frozen: bool,
-                 amp_dtype=None, compile_fn: bool = False):
+                 amp_dtype=None, compile_fn: bool = False, options: dict | None = None):
         super().__init__()
         self.model, self.method, self.weights, self.amp_dtype = model, method, weights, amp_dtype
+        self.options = options
         self.f = model.forward_normalized if frozen else model.forward
         if compile_fn:
             self.f = torch.compile(self.f)  # wraps the call only: state_dict keys unchanged
@@ -362,7 +370,8 @@ class TrainStep(nn.Module):
         with torch.autocast(device_type=x.device.type, dtype=self.amp_dtype or torch.float32,
                             enabled=self.amp_dtype is not None):
             q = self.f(x)                                                    # (B,)
-        return batch_loss(self.model, self.method, self.weights, q.float(), y, sd, dom, align)
+        return batch_loss(self.model, self.method, self.weights, q.float(), y, sd, dom, align,
+                          self.options)
 
 
 def train_epoch(step: nn.Module, inputs, sampler, targets, opt, scaler, device) -> float:
@@ -411,7 +420,7 @@ def train_split(cfg: ExperimentConfig, model: IQAModel, inputs, rows: dict[str, 
     opt, sched = make_optimizer(model, cfg, len(sampler))
     amp_dtype, scaler = amp_setup(cfg, device)
     step = TrainStep(model, method, weights, inputs.frozen, amp_dtype,
-                     cfg.train.compile and device.startswith("cuda"))
+                     cfg.train.compile and device.startswith("cuda"), cfg.method.loss_options)
     if distributed.active():  # each rank: its share of every global batch; DDP averages grads
         sampler = distributed.ShardedBatches(sampler, dom, distributed.rank(),
                                              distributed.world_size())
