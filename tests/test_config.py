@@ -53,3 +53,26 @@ def test_key_value_pairs_typed_and_checked():
         parse_key_value("=5")
     with pytest.raises(ConfigError, match="not valid YAML"):
         parse_key_value("x=[1, 2")
+
+
+def test_every_committed_config_reads():
+    """The YAML files in configs/ (experiments, benches, pre-training, synthetic data) pass
+    their loaders' checks, so a command in the README or benchmarks/ cannot fail on a typo."""
+    from pathlib import Path
+
+    import yaml
+
+    from mixiqa.bench.load import check_bench, load_bench_config
+    from mixiqa.pretrain.config import load_pretrain_config
+    from mixiqa.synth.spec import load_spec
+
+    special = {"reiqa_pretrain.yaml": load_pretrain_config, "synth.yaml": load_spec}
+    paths = sorted((Path(__file__).parents[1] / "configs").glob("*.yaml"))
+    assert len(paths) >= 10
+    for path in paths:
+        if path.name in special:
+            special[path.name](path)
+        elif "methods" in yaml.safe_load(path.read_text()):
+            check_bench(load_bench_config(path))
+        else:
+            load_config(path)
