@@ -1,0 +1,75 @@
+"""Scripts in benchmarks/ that read finished runs: checked on tiny bench folders made here."""
+
+from __future__ import annotations
+
+import csv
+import importlib.util
+import json
+from pathlib import Path
+
+import pytest
+
+from mixiqa.errors import DataError
+
+ROOT = Path(__file__).parents[1]
+
+
+def load_script(name: str):
+    spec = importlib.util.spec_from_file_location(name, ROOT / "benchmarks" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def fake_bench(folder: Path, results: dict, protocol: str = "split60") -> Path:
+    """A bench folder with raw.csv and per-split result.json: results maps a method label
+    to {seed: (val_srcc, clive test SRCC, biq2021 test SRCC)}."""
+    rows = []
+    for label, per_seed in results.items():
+        cell = f"{label}__clive+biq2021__{protocol}"
+        for split, (seed, (val, clive, biq)) in enumerate(sorted(per_seed.items())):
+            d = folder / "cells" / cell / f"split_{split:02d}"
+            d.mkdir(parents=True)
+            (d / "result.json").write_text(json.dumps({"seed": seed, "val_srcc": val}))
+            for dataset, srcc in (("clive", clive), ("biq2021", biq)):
+                rows.append({"cell": cell, "method": label, "group": "clive+biq2021",
+                             "protocol": protocol, "split": split, "seed": seed,
+                             "dataset": dataset, "srcc": srcc})
+    with open(folder / "raw.csv", "w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=list(rows[0]))
+        w.writeheader()
+        w.writerows(rows)
+    return folder
+
+
+def test_tradeoff_pick_follows_validation_not_test(tmp_path, capsys):
+    tp = load_script("tradeoff_plot")
+    # seed 0: "b" is best on validation but worse on test; seed 1: "a" best on validation
+    bench = fake_bench(tmp_path, {
+        "linear": {0: (0.70, 0.70, 0.77), 1: (0.70, 0.71, 0.77)},
+        "a": {0: (0.72, 0.80, 0.76), 1: (0.75, 0.79, 0.76)},
+        "b": {0: (0.74, 0.75, 0.78), 1: (0.73, 0.90, 0.90)},
+    })
+    srcc, folders = tp.per_seed([bench], "split60")
+    assert tp.pick_on_validation(srcc, folders, "ab-val", ["a", "b"]) == ["b", "a"]
+    assert srcc[("ab-val", "clive")] == {0: 0.75, 1: 0.79}
+    assert srcc[("ab-val", "biq2021")] == {0: 0.78, 1: 0.76}
+    # paired against linear: clive +0.05 and +0.08, biq2021 +0.01 and -0.01
+    diff, up, n = tp.paired_vs(srcc, "ab-val", "linear", "clive")
+    assert (round(diff, 3), up, n) == (0.065, 2, 2)
+
+    assert tp.main([str(bench), "--protocol", "split60", "--pick", "ab-val=a,b",
+                    "--png", str(tmp_path / "t.png")]) == 0
+    out = capsys.readouterr().out
+    assert "ab-val: picked per seed b, a" in out and (tmp_path / "t.png").stat().st_size > 0
+    with pytest.raises(DataError, match="not among"):
+        tp.pick_on_validation(srcc, folders, "x", ["a", "c"])
+
+
+def test_tradeoff_pick_refuses_splits_without_validation(tmp_path):
+    tp = load_script("tradeoff_plot")
+    bench = fake_bench(tmp_path, {"a": {0: (None, 0.8, 0.7)}, "b": {0: (None, 0.7, 0.8)}},
+                       protocol="split80")
+    srcc, folders = tp.per_seed([bench], "split80")
+    with pytest.raises(DataError, match="no validation SRCC"):
+        tp.pick_on_validation(srcc, folders, "ab", ["a", "b"])
