@@ -353,14 +353,15 @@ def test_sind_weighted_per_dataset_and_given_options(data):
 
     cfg = config(data, "sind")
     raw = asdict(cfg)
-    raw["method"]["loss_weights"] = {"sind": {"csv": 0.5}}     # the fixture's datasets
+    raw["method"]["loss_weights"] = {"sind": {"csv": 0.5}, "smooth_l1": 0.3}  # fixture names
     raw["method"]["loss_options"] = {"sind": {"beta": 1.0}, "smooth_l1": {"beta": 0.1}}
     parsed = config_from_dict(raw)
     assert parsed.method.loss_options["sind"] == {"beta": 1.0}
     for bad, match in [({"range_prior": {"beta": 1.0}}, "no such loss with options"),
                        ({"sind": {"gamma": 1.0}}, r"among \['beta', 'eps'\]"),
                        ({"sind": 1.0}, "must map option names"),
-                       ({"sind": {"beta": -1.0}}, "must be a number >= 0")]:
+                       ({"sind": {"beta": -1.0}}, "must be a number >= 0"),
+                       ({"norm_in_norm": {"p": 2.0}}, "method 'sind' has no norm_in_norm")]:
         raw["method"]["loss_options"] = bad
         with pytest.raises(ConfigError, match=match):
             config_from_dict(raw)

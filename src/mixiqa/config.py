@@ -247,11 +247,18 @@ def _check_loss_weights(cfg: ExperimentConfig) -> None:
 def _check_loss_options(cfg: ExperimentConfig) -> None:
     """``method.loss_options`` names losses that take options, and options they take."""
     from mixiqa.losses import OPTION_LOSSES
+    from mixiqa.methods import METHODS
 
+    name = cfg.method.name
+    used = {**METHODS.get(name).losses, **cfg.method.loss_weights} if name in METHODS else None
     for loss, opts in cfg.method.loss_options.items():
         if loss not in OPTION_LOSSES:
             raise ConfigError(f"method.loss_options.{loss}: no such loss with options; "
                               f"options are for {', '.join(OPTION_LOSSES)}.")
+        if used is not None and loss not in used:
+            raise ConfigError(f"method.loss_options.{loss}: method '{name}' has no {loss} "
+                              f"loss (its losses: {', '.join(used)}); add it with "
+                              f"method.loss_weights or drop the option.")
         unknown = sorted(set(opts) - set(OPTION_LOSSES[loss])) if isinstance(opts, dict) \
             else None
         if unknown is None or unknown:
