@@ -89,16 +89,21 @@ def paired_vs(srcc: dict, label: str, base: str, dataset: str) -> tuple[float, i
     return statistics.median(diffs), sum(d > 0 for d in diffs), len(seeds)
 
 
-def plot(srcc: dict, mixed: list[str], png: Path, floor: float = 0.6) -> list[str]:
-    """Scatter of the medians; returns the methods left off (an SRCC below ``floor``)."""
+def plot(srcc: dict, mixed: list[str], png: Path, picks: tuple = (),
+         floor: float = 0.6) -> list[str]:
+    """Scatter of the medians, the ``picks`` rows larger and edged; returns the methods left
+    off (an SRCC below ``floor``)."""
     fig, (ax,) = new_figure(1, panel=(8.6, 5.4))
     med = {k: statistics.median(v.values()) for k, v in srcc.items()}
     shown = [m for m in mixed if min(med[(m, d)] for d in DATASETS) >= floor]
-    markers = "osD^vP*Xph<>8H"
-    for i, label in enumerate(shown):
+    markers, pick_markers = iter("osD^vP*Xph<>8H" * 2), iter("*dP" * 4)
+    for label in shown:
         family = "C1" if label.startswith("sind") else "C0"   # SIND variants vs the rest
+        big = label in picks
         ax.scatter([med[(label, "clive")]], [med[(label, "biq2021")]], color=family,
-                   marker=markers[i % len(markers)], s=40, zorder=3, label=label)
+                   marker=next(pick_markers if big else markers), s=110 if big else 40,
+                   edgecolors="black" if big else "none", zorder=4 if big else 3,
+                   label=label + (" (chosen on validation)" if big else ""))
     for name, line, text in (("clive", ax.axvline, "CLIVE alone"),
                              ("biq2021", ax.axhline, "BIQ2021 alone")):
         if (f"{name} alone", name) in med:
@@ -154,7 +159,7 @@ def main(argv: list[str] | None = None) -> int:
                     cells.append("-")
             print(f"| {label} | " + " | ".join(cells) + " |")
         if args.png:
-            plot(srcc, mixed, args.png)
+            plot(srcc, mixed, args.png, picks=tuple(p.partition("=")[0] for p in args.pick))
             print(f"wrote {args.png}")
         return 0
 
