@@ -280,10 +280,21 @@ def test_module_device_finds_a_mapper_with_buffers_only():
     assert module_device(torch.nn.Identity()).type == "cpu"
 
 
+def two_dataset_batch():
+    """A stand-in model with identity mappers for datasets alpha and beta, and a batch of
+    six images of each: (model, q, y, dataset index), each tensor (12,)."""
+    from types import SimpleNamespace
+
+    model = SimpleNamespace(datasets=["alpha", "beta"],
+                            mappers={"alpha": torch.nn.Identity(), "beta": torch.nn.Identity()})
+    g = torch.Generator().manual_seed(0)
+    q, y = torch.randn(12, generator=g), torch.rand(12, generator=g) * 10
+    return model, q, y, torch.tensor([0] * 6 + [1] * 6)
+
+
 def test_a_loss_weighted_per_dataset_applies_to_the_datasets_it_names(data):
     """{dataset: w} weighs a per-dataset loss for the named datasets only (SIND anchored to
     one dataset's scale); a whole-batch loss or an unknown dataset is refused."""
-    from types import SimpleNamespace
 
     from mixiqa import losses as L
     from mixiqa.errors import ConfigError
@@ -293,11 +304,7 @@ def test_a_loss_weighted_per_dataset_applies_to_the_datasets_it_names(data):
     from mixiqa.train import batch_loss
 
     sind = get_method("sind")
-    model = SimpleNamespace(datasets=["alpha", "beta"],
-                            mappers={"alpha": torch.nn.Identity(), "beta": torch.nn.Identity()})
-    g = torch.Generator().manual_seed(0)
-    q, y = torch.randn(12, generator=g), torch.rand(12, generator=g) * 10
-    dom = torch.tensor([0] * 6 + [1] * 6)
+    model, q, y, dom = two_dataset_batch()
     b = dom == 1
     cfg = config(data, "sind")
     cfg.method.loss_weights = {"smooth_l1": {"beta": 0.3}}
@@ -326,7 +333,6 @@ def test_sind_weighted_per_dataset_and_given_options(data):
     """{dataset: w} weighs SIND's per-domain terms (unnamed datasets: 0); loss_options reach
     the loss functions; unknown losses, options and values are refused at config reading."""
     from dataclasses import asdict
-    from types import SimpleNamespace
 
     from mixiqa import losses as L
     from mixiqa.errors import ConfigError
@@ -334,11 +340,7 @@ def test_sind_weighted_per_dataset_and_given_options(data):
     from mixiqa.train import batch_loss
 
     sind = get_method("sind")
-    model = SimpleNamespace(datasets=["alpha", "beta"],
-                            mappers={"alpha": torch.nn.Identity(), "beta": torch.nn.Identity()})
-    g = torch.Generator().manual_seed(0)
-    q, y = torch.randn(12, generator=g), torch.rand(12, generator=g) * 10
-    dom = torch.tensor([0] * 6 + [1] * 6)
+    model, q, y, dom = two_dataset_batch()
     a, b = dom == 0, dom == 1
     got = batch_loss(model, sind, {"sind": {"alpha": 0.5, "beta": 2.0}}, q, y, torch.ones(12),
                      dom)
