@@ -238,6 +238,29 @@ def test_resume_with_another_config_is_refused(base, tmp_path):
         run_bench(load_bench_config(other), tmp_path / "b", resume=True)
 
 
+def test_resume_runs_the_cells_a_grown_grid_adds(base, tmp_path):
+    """Methods and protocols added to the file: the finished cells stay, the new ones run."""
+    one = write_bench(base, methods=[{"label": "g1", "runner": "test-oracle"}],
+                      datasets=[["alpha"]], protocols=[{"name": "r", "seeds": 1}])
+    run_bench(load_bench_config(one), tmp_path / "b", log=lambda *a: None)
+    assert CALLS["g1__alpha__r"] == 1
+    grown = write_bench(base, methods=[{"label": "g1", "runner": "test-oracle"},
+                                       {"label": "g2", "runner": "test-oracle"}],
+                        datasets=[["alpha"]], protocols=[{"name": "r", "seeds": 1},
+                                                         {"name": "r2", "seeds": 1}])
+    summary = run_bench(load_bench_config(grown), tmp_path / "b", resume=True,
+                        log=lambda *a: None)
+    assert CALLS["g1__alpha__r"] == 1                        # kept, not rerun
+    assert CALLS["g2__alpha__r"] == CALLS["g1__alpha__r2"] == CALLS["g2__alpha__r2"] == 1
+    assert len(summary["cells"]) == 4
+    # a method that changed under the same label is not growth
+    changed = write_bench(base, methods=[{"label": "g1", "runner": "test-oracle",
+                                          "set": {"train.epochs": 5}}],
+                          datasets=[["alpha"]], protocols=[{"name": "r", "seeds": 1}])
+    with pytest.raises(ConfigError, match="may be added"):
+        run_bench(load_bench_config(changed), tmp_path / "b", resume=True)
+
+
 def test_cli_command_runs_only_the_named_methods(base, tmp_path, capsys):
     parser = argparse.ArgumentParser()
     add_bench_command(parser.add_subparsers())

@@ -152,8 +152,18 @@ def run_cell(bench: BenchConfig, cell: Cell, folder: Path, shared: _Shared,
     return summary
 
 
+def grid_grown(old: dict, new: dict) -> bool:
+    """True when bench ``new`` is ``old`` with methods, dataset groups or protocols added and
+    nothing else changed, so that every cell ``old`` finished is a cell of ``new`` as it was."""
+    if any(old.get(k) != new.get(k) for k in ("name", "experiment", "set")):
+        return False
+    return all(entry in new.get(k, []) for k in ("methods", "datasets", "protocols")
+               for entry in old.get(k, []))
+
+
 def check_out_dir(bench: BenchConfig, out: Path, resume: bool) -> None:
-    """Refuse a non-empty folder without ``resume``, and a different bench with it."""
+    """Refuse a non-empty folder without ``resume``, and a different bench with it (a grid
+    that only grew is the same bench: its finished cells are kept, the new ones run)."""
     if not out.exists() or not any(out.iterdir()):
         return
     if not resume:
@@ -163,12 +173,14 @@ def check_out_dir(bench: BenchConfig, out: Path, resume: bool) -> None:
     if not saved.is_file():
         raise ConfigError(f"'{out}' holds files but no bench.yaml, so it is not a bench "
                           "folder. Give a new --out folder.")
-    diffs = config_differences(yaml.safe_load(saved.read_text()), bench.to_dict())
-    if diffs:
+    before = yaml.safe_load(saved.read_text())
+    diffs = config_differences(before, bench.to_dict())
+    if diffs and not grid_grown(before, bench.to_dict()):
         shown = "; ".join(diffs[:5]) + ("; ..." if len(diffs) > 5 else "")
         raise ConfigError(f"Cannot resume '{out}': its bench.yaml differs from this config "
                           f"({len(diffs)} difference(s): {shown}). Resume with the same file "
-                          "and --set values, or give a new --out folder.")
+                          "and --set values (methods, dataset groups and protocols may be "
+                          "added), or give a new --out folder.")
 
 
 def finished_cells(bench: BenchConfig, out: Path) -> dict[str, dict]:
