@@ -261,6 +261,24 @@ def test_resume_runs_the_cells_a_grown_grid_adds(base, tmp_path):
         run_bench(load_bench_config(changed), tmp_path / "b", resume=True)
 
 
+def test_resume_a_bench_started_before_a_config_field_existed(base, tmp_path):
+    """A field added to the config since (here: method.loss_options, saved without it)
+    counts at its default: the bench resumes instead of reporting a difference."""
+    path = write_bench(base, methods=[{"label": "old", "runner": "test-oracle"}],
+                       datasets=[["alpha"]], protocols=[{"name": "r", "seeds": 1}])
+    out = tmp_path / "b"
+    run_bench(load_bench_config(path), out, log=lambda *a: None)
+    saved = yaml.safe_load((out / "bench.yaml").read_text())
+    del saved["experiment"]["method"]["loss_options"]
+    (out / "bench.yaml").write_text(yaml.safe_dump(saved, sort_keys=False))
+    summary = run_bench(load_bench_config(path), out, resume=True, log=lambda *a: None)
+    assert CALLS["old__alpha__r"] == 1 and len(summary["cells"]) == 1
+    saved["experiment"]["method"]["loss_options"] = {"sind": {"beta": 2.0}}   # not a default
+    (out / "bench.yaml").write_text(yaml.safe_dump(saved, sort_keys=False))
+    with pytest.raises(ConfigError, match="loss_options"):
+        run_bench(load_bench_config(path), out, resume=True, log=lambda *a: None)
+
+
 def test_cli_command_runs_only_the_named_methods(base, tmp_path, capsys):
     parser = argparse.ArgumentParser()
     add_bench_command(parser.add_subparsers())

@@ -31,11 +31,11 @@ from pathlib import Path
 import yaml
 
 from mixiqa import __version__
-from mixiqa.bench.config import BenchConfig, Cell, config_differences, dataset_name
+from mixiqa.bench.config import BenchConfig, Cell, config_differences, dataset_name, plain
 from mixiqa.bench.load import load_bench_config
 from mixiqa.bench.runners import RUNNERS, get_runner, needs_features, no_features
 from mixiqa.bench.tables import write_atomic, write_tables
-from mixiqa.config import ExperimentConfig
+from mixiqa.config import ExperimentConfig, config_from_dict
 from mixiqa.errors import ConfigError
 from mixiqa.progress import progress
 
@@ -161,6 +161,17 @@ def grid_grown(old: dict, new: dict) -> bool:
                for entry in old.get(k, []))
 
 
+def with_current_defaults(saved: dict) -> dict:
+    """A saved bench.yaml with its experiment read by today's config loader: a config field
+    added since the bench was started shows at its default (the old behaviour), not as a
+    difference."""
+    try:
+        experiment = plain(config_from_dict(saved["experiment"]).to_dict())
+    except (ConfigError, KeyError, TypeError):
+        return saved                      # not readable today: compared as saved
+    return {**saved, "experiment": experiment}
+
+
 def check_out_dir(bench: BenchConfig, out: Path, resume: bool) -> None:
     """Refuse a non-empty folder without ``resume``, and a different bench with it (a grid
     that only grew is the same bench: its finished cells are kept, the new ones run)."""
@@ -173,7 +184,7 @@ def check_out_dir(bench: BenchConfig, out: Path, resume: bool) -> None:
     if not saved.is_file():
         raise ConfigError(f"'{out}' holds files but no bench.yaml, so it is not a bench "
                           "folder. Give a new --out folder.")
-    before = yaml.safe_load(saved.read_text())
+    before = with_current_defaults(yaml.safe_load(saved.read_text()))
     diffs = config_differences(before, bench.to_dict())
     if diffs and not grid_grown(before, bench.to_dict()):
         shown = "; ".join(diffs[:5]) + ("; ..." if len(diffs) > 5 else "")
