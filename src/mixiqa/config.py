@@ -259,9 +259,7 @@ def _check_loss_options(cfg: ExperimentConfig) -> None:
             raise ConfigError(f"method.loss_options.{loss}: method '{name}' has no {loss} "
                               f"loss (its losses: {', '.join(used)}); add it with "
                               f"method.loss_weights or drop the option.")
-        unknown = sorted(set(opts) - set(OPTION_LOSSES[loss])) if isinstance(opts, dict) \
-            else None
-        if unknown is None or unknown:
+        if not isinstance(opts, dict) or set(opts) - set(OPTION_LOSSES[loss]):
             raise ConfigError(f"method.loss_options.{loss} must map option names to values, "
                               f"among {list(OPTION_LOSSES[loss])}; got {opts!r}.")
         for k, v in opts.items():

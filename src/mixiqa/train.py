@@ -82,7 +82,7 @@ def batch_loss(model: IQAModel, method: Method, weights: dict, q: torch.Tensor,
     from mixiqa import losses as L
 
     names = model.datasets
-    opt = {name: {} for name in L.OPTION_LOSSES} | (options or {})
+    opt = {loss: {} for loss in L.OPTION_LOSSES} | (options or {})   # loss -> its kwargs
     total, parts = q.new_zeros(()), 0
     for k, name in enumerate(names):
         m = dom == k
