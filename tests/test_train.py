@@ -64,10 +64,11 @@ def test_every_method_trains_and_saves(data, tmp_path, method):
         assert all(r["pred"] != "" for r in part)
 
 
-def test_resume_after_interruption_matches_uninterrupted(data, tmp_path, monkeypatch):
+@pytest.mark.parametrize("ema", [0.0, 0.9])
+def test_resume_after_interruption_matches_uninterrupted(data, tmp_path, monkeypatch, ema):
     import mixiqa.train as T
 
-    cfg = lambda: config(data, "monotonic", epochs=6, checkpoint_seconds=0)  # noqa: E731
+    cfg = lambda: config(data, "monotonic", epochs=6, checkpoint_seconds=0, ema=ema)  # noqa: E731
     full = run_experiment(cfg(), tmp_path / "a", log=lambda *a: None)
     # interrupted: the fourth epoch is killed; the checkpoint holds epoch 3
     real, calls = T.train_epoch, []
@@ -367,3 +368,76 @@ def test_sind_weighted_per_dataset_and_given_options(data):
         raw["method"]["loss_options"] = bad
         with pytest.raises(ConfigError, match=match):
             config_from_dict(raw)
+
+
+def head_state(model) -> dict:
+    return {k: v.detach().clone() for k, v in model.head.state_dict().items()}
+
+
+def test_ema_model_is_the_average_of_every_step(data, tmp_path, monkeypatch):
+    """train.ema: with no validation part the saved model holds the exponential moving
+    average of the weights after each optimizer step, computed here by hand from snapshots."""
+    import mixiqa.train as T
+
+    real, snaps = T.make_optimizer, []
+
+    def recording(model, cfg, steps):
+        opt, sched = real(model, cfg, steps)
+        snaps.append(head_state(model))                          # the weights EMA starts from
+        opt.register_step_post_hook(lambda *a: snaps.append(head_state(model)))
+        return opt, sched
+
+    monkeypatch.setattr(T, "make_optimizer", recording)
+    cfg = config(data, "monotonic", ema=0.8)
+    cfg.split.ratios = [0.8, 0.0, 0.2]                           # no validation: last epoch
+    run_experiment(cfg, tmp_path / "run", log=lambda *a: None)
+    assert len(snaps) > 10
+    avg = snaps[0]
+    for w in snaps[1:]:
+        avg = {k: 0.8 * avg[k] + 0.2 * w[k] for k in avg}
+    saved = head_state(load_model(tmp_path / "run" / "split_00" / "model", with_backbone=False))
+    last = snaps[-1]
+    for k in avg:
+        assert torch.allclose(saved[k], avg[k], atol=1e-5), k
+    assert any(not torch.allclose(saved[k], last[k], atol=1e-4) for k in avg)  # not the last
+
+
+def test_ema_selects_on_validation_with_the_averaged_weights(data, tmp_path):
+    res = {}
+    for ema in (0.0, 0.9):
+        run_experiment(config(data, "monotonic", ema=ema), tmp_path / f"e{ema}",
+                       log=lambda *a: None)
+        res[ema] = json.loads((tmp_path / f"e{ema}" / "split_00" / "result.json").read_text())
+    assert res[0.9]["selected"] == "best validation SRCC"
+    vals = [h["val_srcc"] for h in res[0.9]["history"]]
+    assert res[0.9]["val_srcc"] == max(vals)
+    assert vals != [h["val_srcc"] for h in res[0.0]["history"]]   # the average was scored
+    # the same training draws: the losses of plain and averaged runs are identical
+    assert [h["loss"] for h in res[0.9]["history"]] == [h["loss"] for h in res[0.0]["history"]]
+
+
+def test_ema_setting_is_checked_and_resume_needs_the_average(data, tmp_path, monkeypatch):
+    import mixiqa.train as T
+    from mixiqa.errors import ConfigError
+
+    for bad in (1.0, -0.1, True, "0.99"):
+        with pytest.raises(ConfigError, match="train.ema"):
+            config(data, "naive", ema=bad)
+    # interrupted without an average: the checkpoint cannot go on with one
+    real = T.train_epoch
+    calls = []
+
+    def dying(*a, **k):
+        calls.append(1)
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        return real(*a, **k)
+
+    monkeypatch.setattr(T, "train_epoch", dying)
+    with pytest.raises(KeyboardInterrupt):
+        run_experiment(config(data, "naive", checkpoint_seconds=0), tmp_path / "run",
+                       log=lambda *a: None)
+    monkeypatch.setattr(T, "train_epoch", real)
+    with pytest.raises(ConfigError, match="without train.ema"):
+        run_experiment(config(data, "naive", checkpoint_seconds=0, ema=0.9), tmp_path / "run",
+                       resume=True, log=lambda *a: None)

@@ -80,6 +80,10 @@ class TrainConfig:
     # layer-wise decay: backbone blocks.i train at the backbone lr x layer_decay ** (number of
     # trainable blocks after i); 1.0 = one rate for the whole backbone
     layer_decay: float = 1.0
+    # exponential moving average of the trained weights, updated after every optimizer step
+    # with this decay (SIND's reference: 0.99); validation, the last epoch and the saved
+    # model then use the averaged weights. 0 = off (plain weights, the committed numbers)
+    ema: float = 0.0
     weight_decay: float = 1e-4
     scheduler: str = "cosine"         # cosine | step | none
     step_size: int = 5
@@ -200,6 +204,10 @@ def _check_values(cfg: ExperimentConfig) -> None:
         raise ConfigError(f"train.layer_decay {decay} scales the rates of trained backbone "
                           "blocks, and this backbone is frozen: set model.train_tail: 2 (or "
                           "more) or model.freeze: false with it, or leave layer_decay at 1.0.")
+    ema = cfg.train.ema
+    if isinstance(ema, bool) or not isinstance(ema, (int, float)) or not 0 <= ema < 1:
+        raise ConfigError(f"train.ema must be a decay in [0, 1) (e.g. 0.99; 0 turns the "
+                          f"weight average off), got {ema!r}.")
     cap = cfg.model.feature_max_short
     if cap is not None and (isinstance(cap, bool) or not isinstance(cap, int) or cap < 1):
         raise ConfigError(f"model.feature_max_short must be a positive number of pixels or "

@@ -374,11 +374,24 @@ class TrainStep(nn.Module):
                           self.options)
 
 
-def train_epoch(step: nn.Module, inputs, sampler, targets, opt, scaler, device) -> float:
-    """One pass over the sampler's batches; returns the mean loss (over ranks under DDP)."""
+def make_ema(model: IQAModel, decay: float):
+    """timm's exponential moving average of every float tensor of the model's state (its
+    copy in ``.module``), or None for ``decay == 0``. Fused (foreach) updates, fp32 weights."""
+    if not decay:
+        return None
+    from timm.utils.model_ema import ModelEmaV3
+
+    return ModelEmaV3(model, decay=decay)
+
+
+def train_epoch(step: nn.Module, inputs, sampler, targets, opt, scaler, device,
+                ema=None) -> float:
+    """One pass over the sampler's batches; returns the mean loss (over ranks under DDP).
+    ``ema`` (from :func:`make_ema`) is updated after every optimizer step."""
     from mixiqa import distributed
 
     y, sd, dom, align = targets
+    model = getattr(step, "module", step).model     # under DDP, step wraps the TrainStep
     step.train()
     losses = []
     for x, b in inputs.train_batches(sampler):
@@ -389,6 +402,8 @@ def train_epoch(step: nn.Module, inputs, sampler, targets, opt, scaler, device) 
         scaler.scale(loss).backward()
         scaler.step(opt)
         scaler.update()
+        if ema is not None:
+            ema.update(model)
         losses.append(float(loss.detach()))                              # sync point
     mean = torch.tensor(float(np.mean(losses)) if losses else float("nan"), dtype=torch.float64)
     if distributed.active():
@@ -397,12 +412,18 @@ def train_epoch(step: nn.Module, inputs, sampler, targets, opt, scaler, device) 
     return float(mean)
 
 
-def resume_from(path: Path, model: IQAModel, opt, sched) -> tuple:
-    """Restore model, optimizer, schedule and RNG from a checkpoint; returns (epoch, best val
-    SRCC, best-validation state, history) to go on from."""
+def resume_from(path: Path, model: IQAModel, opt, sched, ema=None) -> tuple:
+    """Restore model, optimizer, schedule, RNG and weight average from a checkpoint; returns
+    (epoch, best val SRCC, best-validation state, history) to go on from."""
     ck = load_checkpoint(path)
     model.load_state_dict(ck["model"]), opt.load_state_dict(ck["optimizer"])
     sched.load_state_dict(ck["scheduler"]), torch.set_rng_state(ck["rng"])
+    if ema is not None:
+        if ck.get("ema") is None:
+            raise ConfigError(f"{path} was saved without train.ema, so its weight average is "
+                              "lost; resume with the run's own train.ema, or start afresh "
+                              "without --resume.")
+        ema.module.load_state_dict(ck["ema"])
     return ck["epoch"], ck["best"], ck["best_state"], ck["history"]
 
 
@@ -427,10 +448,12 @@ def train_split(cfg: ExperimentConfig, model: IQAModel, inputs, rows: dict[str, 
         step = nn.parallel.DistributedDataParallel(
             step, device_ids=[torch.device(device).index] if device.startswith("cuda") else None,
             find_unused_parameters=True)  # a mapper whose dataset a batch lacks gets no grad
+    ema = make_ema(model, cfg.train.ema)
+    judged = model if ema is None else ema.module   # what validation scores and keeps
     ckpt_path = out / CHECKPOINT_FILE
     start, best, best_state, history = 0, -math.inf, None, []
     if resume and ckpt_path.exists():
-        start, best, best_state, history = resume_from(ckpt_path, model, opt, sched)
+        start, best, best_state, history = resume_from(ckpt_path, model, opt, sched, ema)
         log(f"resumed from {ckpt_path} at epoch {start}")
     has_val = len(rows["val"]) > 0
     last_save = time.monotonic()
@@ -438,14 +461,15 @@ def train_split(cfg: ExperimentConfig, model: IQAModel, inputs, rows: dict[str, 
                    desc=f"training {cfg.method.name}")
     for epoch in bar:
         sampler.set_epoch(epoch)
-        loss = train_epoch(step, inputs, sampler, (y, sd, dom, align), opt, scaler, device)
+        loss = train_epoch(step, inputs, sampler, (y, sd, dom, align), opt, scaler, device,
+                           ema)
         sched.step()
         entry = {"epoch": epoch + 1, "loss": loss}
         if has_val and ((epoch + 1) % cfg.train.eval_every == 0 or epoch + 1 == cfg.train.epochs):
-            entry["val_srcc"] = val_score(model, inputs, rows["val"], device)
+            entry["val_srcc"] = val_score(judged, inputs, rows["val"], device)
             if entry["val_srcc"] > best:
                 best = entry["val_srcc"]
-                best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+                best_state = {k: v.detach().clone() for k, v in judged.state_dict().items()}
         history.append(entry)
         if hasattr(bar, "set_postfix"):   # no validation part: no val_srcc=nan on the bar
             shown = {"loss": f"{loss:.4f}"}
@@ -457,9 +481,12 @@ def train_split(cfg: ExperimentConfig, model: IQAModel, inputs, rows: dict[str, 
             save_checkpoint(ckpt_path, {
                 "model": model.state_dict(), "optimizer": opt.state_dict(),
                 "scheduler": sched.state_dict(), "rng": torch.get_rng_state(),
-                "epoch": epoch + 1, "best": best, "best_state": best_state, "history": history})
+                "epoch": epoch + 1, "best": best, "best_state": best_state, "history": history,
+                "ema": None if ema is None else ema.module.state_dict()})
             last_save = time.monotonic()
     if best_state is not None:  # validation picks the weights; the test split never does
         model.load_state_dict(best_state)
+    elif ema is not None:       # no validation part: the average at the last epoch
+        model.load_state_dict(ema.module.state_dict())
     return {"history": history, "best_val_srcc": best if has_val else None,
             "selected": "best validation SRCC" if has_val else "last epoch (no validation split)"}
