@@ -159,6 +159,15 @@ def test_sind_huber_and_domain_weights_by_hand():
         sind_loss(PRED, TARGET, [0, 0, 0], beta=-1.0)
 
 
+def test_sind_squared_by_hand():
+    # standardised residuals of test_sind_by_hand: (0.5, -1.5, 2.0) -> squares 0.25, 2.25, 4
+    got = sind_loss(PRED, TARGET, [0, 0, 0], eps=0.0, power=2.0)
+    assert got.item() == pytest.approx((0.25 + 2.25 + 4.0) / 3)
+    for bad in ({"power": 0.0}, {"power": 2.0, "beta": 1.0}):
+        with pytest.raises(ValueError, match="power"):
+            sind_loss(PRED, TARGET, [0, 0, 0], **bad)
+
+
 def test_sind_skips_single_image_domains():
     pred, label = torch.tensor([0.1, 0.5, 0.2, 9.0]), torch.tensor([1.0, 3.0, 2.0, 7.0])
     two = sind_loss(pred[:3], label[:3], [0, 0, 0])

@@ -353,6 +353,9 @@ def test_sind_weighted_per_dataset_and_given_options(data):
                        options={"sind": {"beta": 1.0}})
     assert huber.item() == pytest.approx(L.sind_loss(q, y, dom, beta=1.0).item(), rel=1e-6)
     assert huber.item() != pytest.approx(L.sind_loss(q, y, dom).item(), rel=1e-3)
+    squared = batch_loss(model, sind, sind.losses, q, y, torch.ones(12), dom,
+                         options={"sind": {"power": 2.0}})
+    assert squared.item() == pytest.approx(L.sind_loss(q, y, dom, power=2.0).item(), rel=1e-6)
 
     cfg = config(data, "sind")
     raw = asdict(cfg)
@@ -361,7 +364,9 @@ def test_sind_weighted_per_dataset_and_given_options(data):
     parsed = config_from_dict(raw)
     assert parsed.method.loss_options["sind"] == {"beta": 1.0}
     for bad, match in [({"range_prior": {"beta": 1.0}}, "no such loss with options"),
-                       ({"sind": {"gamma": 1.0}}, r"among \['beta', 'eps'\]"),
+                       ({"sind": {"gamma": 1.0}}, r"among \['beta', 'eps', 'power'\]"),
+                       ({"sind": {"power": 2.0, "beta": 1.0}}, "goes without beta"),
+                       ({"sind": {"power": 0}}, "must be > 0"),
                        ({"sind": 1.0}, "must map option names"),
                        ({"sind": {"beta": -1.0}}, "must be a number >= 0"),
                        ({"norm_in_norm": {"p": 2.0}}, "method 'sind' has no norm_in_norm")]:

@@ -274,6 +274,11 @@ def _check_loss_options(cfg: ExperimentConfig) -> None:
             if isinstance(v, bool) or not isinstance(v, (int, float)) or v < 0:
                 raise ConfigError(f"method.loss_options.{loss}.{k} must be a number >= 0, "
                                   f"got {v!r}.")
+        if loss == "sind" and (opts.get("power", 1) == 0
+                               or (opts.get("beta", 0) > 0 and opts.get("power", 1) != 1)):
+            raise ConfigError(f"method.loss_options.sind {opts!r}: power (the residual's "
+                              f"exponent, e.g. 2 for a squared loss) must be > 0 and goes "
+                              f"without beta (a Huber loss); give one of the two.")
 
 
 def load_config(path: str | Path, overrides: list[str] = ()) -> ExperimentConfig:

@@ -207,7 +207,8 @@ def _proxy_range(mapper: Mapper, score_range, inverse: str) -> Tensor:
 
 
 def sind_loss(pred: Tensor, label: Tensor, domain_ids, eps: float = 1e-8,
-              higher_better=True, beta: float = 0.0, weights=None) -> Tensor:
+              higher_better=True, beta: float = 0.0, weights=None,
+              power: float = 1.0) -> Tensor:
     """SIND's scale-and-shift-aligned L1, per domain, averaged over domains.
 
     In each domain, predictions and labels are each standardised by their median t and
@@ -218,6 +219,8 @@ def sind_loss(pred: Tensor, label: Tensor, domain_ids, eps: float = 1e-8,
     Args:
         beta: 0 for the paper's L1; > 0 for a Huber (smooth-L1) loss that is quadratic
             below ``beta`` standardised units (MADs) and linear above.
+        power: The exponent of the residual with ``beta == 0``: 1 for the paper's L1,
+            2 for a squared loss (mean of r ** 2) on the aligned scores.
         weights: Optional (B,) weight of each image's domain (the same for every image of
             a domain); the loss is then the mean over domains of weight x domain loss.
 
@@ -230,6 +233,9 @@ def sind_loss(pred: Tensor, label: Tensor, domain_ids, eps: float = 1e-8,
                         f"predictions; pass one domain id per image")
     if beta < 0:
         raise ValueError(f"sind_loss beta must be >= 0 (0: L1), got {beta}")
+    if power <= 0 or (beta > 0 and power != 1):
+        raise ValueError(f"sind_loss power must be > 0 and is for beta = 0 (a Huber loss has "
+                         f"its own shape); got power {power}, beta {beta}")
     label = _directed(label, higher_better)
     losses = []
     for d in torch.unique(domains):
@@ -239,8 +245,10 @@ def sind_loss(pred: Tensor, label: Tensor, domain_ids, eps: float = 1e-8,
         p, y = pred[idx], label[idx]
         (tp, sp), (ty, sy) = location_scale(p, eps), location_scale(y, eps)
         r = (p - tp) / sp - (y - ty) / sy                   # (n_d,) in MAD units
-        loss = r.abs().mean() if beta == 0 else F.smooth_l1_loss(r, torch.zeros_like(r),
-                                                                 beta=beta)
+        if beta > 0:
+            loss = F.smooth_l1_loss(r, torch.zeros_like(r), beta=beta)
+        else:
+            loss = r.abs().mean() if power == 1 else r.abs().pow(power).mean()
         if weights is not None:
             loss = loss * torch.as_tensor(weights, device=pred.device).reshape(-1)[idx][0]
         losses.append(loss)
@@ -250,7 +258,7 @@ def sind_loss(pred: Tensor, label: Tensor, domain_ids, eps: float = 1e-8,
 # the options a config may pass to each loss function (``method.loss_options``)
 OPTION_LOSSES = {"smooth_l1": ("beta",), "norm_in_norm": ("p", "q", "eps"),
                  "plcc": ("eps",), "fidelity": ("default_std", "eps"),
-                 "sind": ("beta", "eps")}
+                 "sind": ("beta", "eps", "power")}
 
 
 # --------------------------------------------------------------------------- modules
