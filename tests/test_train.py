@@ -64,25 +64,30 @@ def test_every_method_trains_and_saves(data, tmp_path, method):
         assert all(r["pred"] != "" for r in part)
 
 
-@pytest.mark.parametrize("ema", [0.0, 0.9])
-def test_resume_after_interruption_matches_uninterrupted(data, tmp_path, monkeypatch, ema):
+def interrupted(cfg, out, monkeypatch, epoch: int) -> None:
+    """Run ``cfg`` into ``out`` with its ``epoch``-th epoch killed (as by Ctrl-C)."""
     import mixiqa.train as T
 
-    cfg = lambda: config(data, "monotonic", epochs=6, checkpoint_seconds=0, ema=ema)  # noqa: E731
-    full = run_experiment(cfg(), tmp_path / "a", log=lambda *a: None)
-    # interrupted: the fourth epoch is killed; the checkpoint holds epoch 3
     real, calls = T.train_epoch, []
 
     def dying(*a, **k):
         calls.append(1)
-        if len(calls) == 4:
+        if len(calls) == epoch:
             raise KeyboardInterrupt
         return real(*a, **k)
 
     monkeypatch.setattr(T, "train_epoch", dying)
     with pytest.raises(KeyboardInterrupt):
-        run_experiment(cfg(), tmp_path / "b", log=lambda *a: None)
+        run_experiment(cfg, out, log=lambda *a: None)
     monkeypatch.setattr(T, "train_epoch", real)
+
+
+@pytest.mark.parametrize("ema", [0.0, 0.9])
+def test_resume_after_interruption_matches_uninterrupted(data, tmp_path, monkeypatch, ema):
+    cfg = lambda: config(data, "monotonic", epochs=6, checkpoint_seconds=0, ema=ema)  # noqa: E731
+    full = run_experiment(cfg(), tmp_path / "a", log=lambda *a: None)
+    # interrupted: the fourth epoch is killed; the checkpoint holds epoch 3
+    interrupted(cfg(), tmp_path / "b", monkeypatch, 4)
     assert not (tmp_path / "b" / "split_00" / "result.json").exists()
     ck = torch.load(tmp_path / "b" / "split_00" / "checkpoint.pt", weights_only=True)
     assert ck["epoch"] == 3
@@ -422,27 +427,13 @@ def test_ema_selects_on_validation_with_the_averaged_weights(data, tmp_path):
 
 
 def test_ema_setting_is_checked_and_resume_needs_the_average(data, tmp_path, monkeypatch):
-    import mixiqa.train as T
     from mixiqa.errors import ConfigError
 
     for bad in (1.0, -0.1, True, "0.99"):
         with pytest.raises(ConfigError, match="train.ema"):
             config(data, "naive", ema=bad)
     # interrupted without an average: the checkpoint cannot go on with one
-    real = T.train_epoch
-    calls = []
-
-    def dying(*a, **k):
-        calls.append(1)
-        if len(calls) == 2:
-            raise KeyboardInterrupt
-        return real(*a, **k)
-
-    monkeypatch.setattr(T, "train_epoch", dying)
-    with pytest.raises(KeyboardInterrupt):
-        run_experiment(config(data, "naive", checkpoint_seconds=0), tmp_path / "run",
-                       log=lambda *a: None)
-    monkeypatch.setattr(T, "train_epoch", real)
+    interrupted(config(data, "naive", checkpoint_seconds=0), tmp_path / "run", monkeypatch, 2)
     with pytest.raises(ConfigError, match="without train.ema"):
         run_experiment(config(data, "naive", checkpoint_seconds=0, ema=0.9), tmp_path / "run",
                        resume=True, log=lambda *a: None)
