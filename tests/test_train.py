@@ -418,7 +418,8 @@ def test_ema_selects_on_validation_with_the_averaged_weights(data, tmp_path):
         run_experiment(config(data, "monotonic", ema=ema), tmp_path / f"e{ema}",
                        log=lambda *a: None)
         res[ema] = json.loads((tmp_path / f"e{ema}" / "split_00" / "result.json").read_text())
-    assert res[0.9]["selected"] == "best validation SRCC"
+    assert res[0.9]["selected"] == "best validation SRCC, weights averaged over steps " \
+                                   "(train.ema 0.9)"
     vals = [h["val_srcc"] for h in res[0.9]["history"]]
     assert res[0.9]["val_srcc"] == max(vals)
     assert vals != [h["val_srcc"] for h in res[0.0]["history"]]   # the average was scored

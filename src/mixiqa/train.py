@@ -488,5 +488,8 @@ def train_split(cfg: ExperimentConfig, model: IQAModel, inputs, rows: dict[str, 
         model.load_state_dict(best_state)
     elif ema is not None:       # no validation part: the average at the last epoch
         model.load_state_dict(ema.module.state_dict())
+    selected = "best validation SRCC" if has_val else "last epoch (no validation split)"
+    if ema is not None:
+        selected += f", weights averaged over steps (train.ema {cfg.train.ema})"
     return {"history": history, "best_val_srcc": best if has_val else None,
-            "selected": "best validation SRCC" if has_val else "last epoch (no validation split)"}
+            "selected": selected}
