@@ -162,9 +162,11 @@ def test_eval_cli_on_all_images_or_the_runs_test_part(data, tmp_path, capsys):
     assert f"No model at '{tmp_path / 'no-run'}'" in capsys.readouterr().err
 
 
-def test_fine_tuning_path_trains_backbone_and_reloads(data, tmp_path):
+@pytest.mark.parametrize("ema", [0.0, 0.9])
+def test_fine_tuning_path_trains_backbone_and_reloads(data, tmp_path, ema):
+    # ema: the same with the saved weights averaged over steps (the SIND paper configs)
     cfg = config(data, "monotonic", epochs=2, train_short=72, train_crop=64, test_short=64,
-                 backbone_lr_mult=0.5)
+                 backbone_lr_mult=0.5, ema=ema)
     cfg.model.freeze = False
     before = {k: v.clone() for k, v in
               __import__("mixiqa.models.backbones", fromlist=["x"]).create_backbone(
