@@ -192,21 +192,21 @@ def test_trained_tail_is_saved_into_the_backbone_and_scores_as_trained(tmp_path,
 
 
 def test_cpu_amp_is_bf16_on_a_cpu_and_warns_without_native_support(monkeypatch):
-    from mixiqa import train as train_module
+    from mixiqa import optim
 
     cfg = config_from_dict(_config(Path("."), [{"name": "csv", "root": "x"}]))
-    assert train_module.amp_setup(cfg, "cpu")[0] is None          # off by default
+    assert optim.amp_setup(cfg, "cpu")[0] is None          # off by default
     cfg.train.cpu_amp = True
-    monkeypatch.setattr(train_module, "_cpu_has_native_bf16", lambda: True)
-    dtype, scaler = train_module.amp_setup(cfg, "cpu")
+    monkeypatch.setattr(optim, "_cpu_has_native_bf16", lambda: True)
+    dtype, scaler = optim.amp_setup(cfg, "cpu")
     assert dtype is torch.bfloat16 and not scaler.is_enabled()
-    monkeypatch.setattr(train_module, "_cpu_has_native_bf16", lambda: False)
+    monkeypatch.setattr(optim, "_cpu_has_native_bf16", lambda: False)
     with pytest.warns(UserWarning, match="no native bf16"):
-        assert train_module.amp_setup(cfg, "cpu")[0] is torch.bfloat16
+        assert optim.amp_setup(cfg, "cpu")[0] is torch.bfloat16
 
 
 def test_layer_decay_gives_earlier_blocks_smaller_rates(lite0):
-    from mixiqa.train import backbone_groups
+    from mixiqa.optim import backbone_groups
 
     spec = FeatureSpec(crop=None, max_short=64, scales=(1.0,), pooling="meanstd", tail=3)
     tail = Tail(lite0, spec)
