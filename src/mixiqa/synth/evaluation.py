@@ -200,7 +200,8 @@ def markdown_table(doc: dict) -> str:
     """method | pooled alignment SRCC | per-dataset SRCC vs its score (vs latent) | seconds."""
     methods = doc["methods"]
     names = list(dict.fromkeys(n for m in methods.values() for n in m["alignment"]["per_dataset"]))
-    head = ["method", "pooled alignment SRCC"] + [f"{n} SRCC score (latent)" for n in names] + ["s"]
+    head = (["method", "pooled alignment SRCC"] + [f"{n} SRCC score (latent)" for n in names]
+            + ["seconds"])
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for method, m in methods.items():
         per = m["alignment"]["per_dataset"]
