@@ -96,7 +96,9 @@ def plot(srcc: dict, mixed: list[str], png: Path, picks: tuple = (),
     fig, (ax,) = new_figure(1, panel=(8.6, 5.4))
     med = {k: statistics.median(v.values()) for k, v in srcc.items()}
     shown = [m for m in mixed if min(med[(m, d)] for d in DATASETS) >= floor]
-    markers, pick_markers = iter("osD^vP*Xph<>8H" * 2), iter("*dP" * 4)
+    # 15 filled shapes, then thin ones (tri, plus, cross): up to 20 methods stay distinct
+    markers = iter(list("osD^vP*Xph<>8Hd") + ["1", "2", "3", "+", "x"] * 2)
+    pick_markers = iter("*dP" * 4)
     for label in shown:
         family = "C1" if label.startswith("sind") else "C0"   # SIND variants vs the rest
         big = label in picks
