@@ -274,11 +274,13 @@ def _check_loss_options(cfg: ExperimentConfig) -> None:
             if isinstance(v, bool) or not isinstance(v, (int, float)) or v < 0:
                 raise ConfigError(f"method.loss_options.{loss}.{k} must be a number >= 0, "
                                   f"got {v!r}.")
-        if loss == "sind" and (opts.get("power", 1) == 0
-                               or (opts.get("beta", 0) > 0 and opts.get("power", 1) != 1)):
-            raise ConfigError(f"method.loss_options.sind {opts!r}: power (the residual's "
-                              f"exponent, e.g. 2 for a squared loss) must be > 0 and goes "
-                              f"without beta (a Huber loss); give one of the two.")
+        if loss == "sind":
+            from mixiqa.losses import check_sind_options
+
+            try:
+                check_sind_options(**{k: v for k, v in opts.items() if k != "eps"})
+            except ValueError as e:
+                raise ConfigError(f"method.loss_options.sind {opts!r}: {e}") from None
 
 
 def load_config(path: str | Path, overrides: list[str] = ()) -> ExperimentConfig:

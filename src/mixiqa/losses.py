@@ -206,6 +206,17 @@ def _proxy_range(mapper: Mapper, score_range, inverse: str) -> Tensor:
     return torch.stack([x.min(), x.max()])
 
 
+def check_sind_options(beta: float = 0.0, power: float = 1.0) -> None:
+    """The shape options of :func:`sind_loss`: a Huber ``beta`` >= 0, or an exponent
+    ``power`` > 0 of the plain residual, not both. Raises ValueError naming the fix."""
+    if beta < 0:
+        raise ValueError(f"sind_loss beta must be >= 0 (0: L1), got {beta}")
+    if power <= 0 or (beta > 0 and power != 1):
+        raise ValueError(f"sind_loss power (the residual's exponent, e.g. 2 for a squared "
+                         f"loss) must be > 0 and goes without beta (a Huber loss has its own "
+                         f"shape): give one of the two; got power {power}, beta {beta}")
+
+
 def sind_loss(pred: Tensor, label: Tensor, domain_ids, eps: float = 1e-8,
               higher_better=True, beta: float = 0.0, weights=None,
               power: float = 1.0) -> Tensor:
@@ -231,11 +242,7 @@ def sind_loss(pred: Tensor, label: Tensor, domain_ids, eps: float = 1e-8,
     if domains.numel() != pred.numel():
         raise DataError(f"sind_loss got {domains.numel()} domain ids for {pred.numel()} "
                         f"predictions; pass one domain id per image")
-    if beta < 0:
-        raise ValueError(f"sind_loss beta must be >= 0 (0: L1), got {beta}")
-    if power <= 0 or (beta > 0 and power != 1):
-        raise ValueError(f"sind_loss power must be > 0 and is for beta = 0 (a Huber loss has "
-                         f"its own shape); got power {power}, beta {beta}")
+    check_sind_options(beta, power)
     label = _directed(label, higher_better)
     losses = []
     for d in torch.unique(domains):

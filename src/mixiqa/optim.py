@@ -103,7 +103,8 @@ def amp_setup(cfg: ExperimentConfig, device: str):
 
 def make_ema(model: IQAModel, decay: float):
     """timm's exponential moving average of every float tensor of the model's state (its
-    copy in ``.module``), or None for ``decay == 0``. Fused (foreach) updates, fp32 weights."""
+    copy in ``.module``, in the model's dtype), or None for ``decay == 0``. Fused (foreach)
+    updates; integer buffers are copied, not averaged."""
     if not decay:
         return None
     from timm.utils.model_ema import ModelEmaV3
