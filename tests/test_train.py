@@ -440,3 +440,19 @@ def test_ema_setting_is_checked_and_resume_needs_the_average(data, tmp_path, mon
     with pytest.raises(ConfigError, match="without train.ema"):
         run_experiment(config(data, "naive", checkpoint_seconds=0, ema=0.9), tmp_path / "run",
                        resume=True, log=lambda *a: None)
+
+
+def test_preloaded_images_fine_tune_like_the_worker_path(data, tmp_path):
+    # train.preload: the same crops, batches and model as DataLoader workers give
+    import csv
+
+    preds = {}
+    for preload in (False, True):
+        cfg = config(data, "monotonic", epochs=2, train_short=72, train_crop=64, test_short=64)
+        cfg.model.freeze, cfg.train.preload = False, preload
+        cfg.model.head_kwargs["dropout"] = 0.0
+        run_experiment(cfg, tmp_path / str(preload), log=lambda *a: None)
+        rows = list(csv.DictReader(open(tmp_path / str(preload) / "split_00" / "predictions.csv")))
+        preds[preload] = np.array([float(r["q"]) for r in rows])
+    assert len(preds[True]) == 16
+    np.testing.assert_allclose(preds[True], preds[False], rtol=0, atol=1e-3)

@@ -99,6 +99,9 @@ class TrainConfig:
     cpu_amp: bool = False
     compile: bool = False             # torch.compile where a GPU is present
     workers: int = 2
+    # fine-tuning: decode every image once and keep it on the training device, cutting the
+    # random crops there (mixiqa.data.preload); on a GPU the decoding workers are the limit
+    preload: bool = False
     train_short: int = 512            # fine-tuning: resize short side, then random crop
     train_crop: int = 384
     test_short: int = 768
@@ -208,6 +211,12 @@ def _check_values(cfg: ExperimentConfig) -> None:
     if isinstance(ema, bool) or not isinstance(ema, (int, float)) or not 0 <= ema < 1:
         raise ConfigError(f"train.ema must be a decay in [0, 1) (e.g. 0.99; 0 turns the "
                           f"weight average off), got {ema!r}.")
+    if not isinstance(cfg.train.preload, bool):
+        raise ConfigError(f"train.preload must be true or false, got {cfg.train.preload!r}.")
+    if cfg.train.preload and (cfg.model.freeze or not cfg.train.train_crop):
+        raise ConfigError("train.preload keeps the images of a fine-tuned backbone on the "
+                          "device and cuts random crops there: it needs model.freeze: false "
+                          "and a train_crop (a frozen backbone caches its features instead).")
     cap = cfg.model.feature_max_short
     if cap is not None and (isinstance(cap, bool) or not isinstance(cap, int) or cap < 1):
         raise ConfigError(f"model.feature_max_short must be a positive number of pixels or "

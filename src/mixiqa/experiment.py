@@ -193,10 +193,14 @@ def run_split(cfg: ExperimentConfig, split, manifest: Manifest, feats, backbone,
         from mixiqa.data.transforms import eval_transform, train_transform
 
         t = cfg.train
-        inputs = ImageInputs(rows, train_transform(backbone.mean, backbone.std, t.train_short,
-                                                   t.train_crop),
-                             eval_transform(backbone.mean, backbone.std, t.test_short),
-                             t.workers, t.seed)
+        tfs = (train_transform(backbone.mean, backbone.std, t.train_short, t.train_crop),
+               eval_transform(backbone.mean, backbone.std, t.test_short))
+        if t.preload:   # decoded once, kept on the device, cropped there
+            from mixiqa.data.preload import PreloadedImages
+
+            inputs = PreloadedImages(rows, *tfs, device, t.seed)
+        else:
+            inputs = ImageInputs(rows, *tfs, t.workers, t.seed)
         dim = backbone.num_features
     meta = model_meta(cfg, method, list(scales), dim, backbone.weights_id, frozen)
     if not frozen and cfg.model.head == "sind" and backbone.embed_dim:

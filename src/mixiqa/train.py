@@ -307,8 +307,9 @@ def train_epoch(step: nn.Module, inputs, sampler, targets, opt, scaler, device,
         scaler.update()
         if ema is not None:
             ema.update(model)
-        losses.append(float(loss.detach()))                              # sync point
-    mean = torch.tensor(float(np.mean(losses)) if losses else float("nan"), dtype=torch.float64)
+        losses.append(loss.detach())      # kept on the device: no sync with the GPU per step
+    mean = (torch.stack(losses).double().mean().cpu() if losses
+            else torch.tensor(float("nan"), dtype=torch.float64))
     if distributed.active():
         torch.distributed.all_reduce(mean)
         mean /= distributed.world_size()

@@ -158,7 +158,7 @@ class Transform:
 
     def normalize(self, x: torch.Tensor) -> torch.Tensor:
         """uint8 (..., 3, H, W) -> normalised float, one pass: x * (1/255/std) - mean/std."""
-        mean, std = torch.tensor(self.mean), torch.tensor(self.std)
+        mean, std = (torch.tensor(v, device=x.device) for v in (self.mean, self.std))
         shape = (3, 1, 1)
         return torch.addcmul((-mean / std).view(shape), x.float(),
                              (1 / (255 * std)).view(shape))
