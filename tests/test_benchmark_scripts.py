@@ -73,3 +73,46 @@ def test_tradeoff_pick_refuses_splits_without_validation(tmp_path):
     srcc, folders = tp.per_seed([bench], "split80")
     with pytest.raises(DataError, match="no validation SRCC"):
         tp.pick_on_validation(srcc, folders, "ab", ["a", "b"])
+
+
+def test_run_parallel_stops_jobs_at_the_deadline_and_packs_small_files(tmp_path):
+    import sys
+    import tarfile
+
+    rp = load_script("run_parallel")
+    quick, slow = tmp_path / "quick", tmp_path / "slow"
+    # stand-ins for `mixiqa train`: one ends at once, one would sleep past the deadline
+    prog = (sys.executable, "-c", "import sys, time; time.sleep(float(sys.argv[1]))")
+    seconds = rp.run_jobs([["0", "--out", str(quick)], ["60", "--out", str(slow)]],
+                          deadline=3, poll=0.2, program=prog)
+    assert seconds[0] < 3 <= seconds[1] < 30
+    for seed, clive in ((0, 0.7), (1, 0.9), (2, 0.8)):     # what finished splits leave
+        d = slow / f"split_{seed:02d}"
+        d.mkdir()
+        (d / "result.json").write_text(json.dumps(
+            {"seed": seed, "val_srcc": None,
+             "test": {"clive": {"srcc": clive, "plcc": clive + 0.05}}}))
+        (d / "model.safetensors").write_bytes(b"weights")
+    summary = rp.summarize(slow)
+    assert summary["seeds"] == [0, 1, 2] and summary["median_val_srcc"] is None
+    assert summary["median"]["clive"] == pytest.approx({"srcc": 0.8, "plcc": 0.85})
+    rp.pack([quick, slow], tmp_path / "out" / "runs.tar.gz")
+    names = tarfile.open(tmp_path / "out" / "runs.tar.gz").getnames()
+    assert sum(n.endswith("result.json") for n in names) == 3
+    assert any(n.endswith("train.log") for n in names)
+    assert not any(n.endswith(".safetensors") for n in names)
+    with pytest.raises(SystemExit, match="no --out"):
+        rp.out_of(["configs/x.yaml"])
+
+
+def test_stage_device_parts_fit_a_call_and_keep_every_file(tmp_path):
+    sd = load_script("stage_device")
+    files = [(Path(f"f{i}"), size) for i, size in enumerate([40, 30, 30, 50, 10, 60])]
+    parts = sd.plan_parts(files, budget=100, first_used=45)      # part 1 holds the weights
+    assert [f for part in parts for f in part] == [f for f, _ in files]   # all, in order
+    sizes = dict(files)
+    used = [sum(sizes[f] for f in part) for part in parts]
+    assert used[0] + 45 <= 100 and all(u <= 100 for u in used)
+    assert [len(p) for p in parts] == [1, 2, 2, 1]
+    with pytest.raises(SystemExit, match="alone exceeds a part"):
+        sd.plan_parts([(Path("huge"), 101)], budget=100, first_used=0)

@@ -216,6 +216,7 @@ def run_split(cfg: ExperimentConfig, split, manifest: Manifest, feats, backbone,
     model.to(device)
     log(f"split seed {split.seed}: train {len(rows['train'])}, val {len(rows['val'])}, "
         f"test {len(rows['test'])}")
+    started = time.monotonic()
     with torch_threads(cfg.train.threads):
         info = train_split(cfg, model, inputs, rows, out, resume=resume, device=device, log=log)
     post_fit(model, method, inputs, rows["train"], device)
@@ -223,6 +224,7 @@ def run_split(cfg: ExperimentConfig, split, manifest: Manifest, feats, backbone,
     result = {"seed": split.seed, "protocol": split.protocol, "method": method.name,
               "test": evaluate_split(model, q_test, rows["test"]),
               "val_srcc": info["best_val_srcc"], "selected": info["selected"],
+              "train_seconds": round(time.monotonic() - started, 1),   # this session's part
               "history": info["history"]}
     if not distributed.is_main():   # every rank trained the same model; rank 0 writes it
         return result
