@@ -10,6 +10,12 @@ score of a test image is the mean of the two runs' ``pred`` columns of
 mappers, fitted on training rows only), so nothing is fitted or tuned on test rows. Prints,
 per dataset and second run, the first run's median SRCC, the ensemble's, and the paired
 median difference with the number of seeds on which the ensemble is higher.
+
+    uv run python benchmarks/average_runs.py --groups runs/lin+runs/lin-b runs/sind+runs/lin
+
+compares groups of runs instead, each scored by its runs' mean prediction (a group of one
+is that run alone), paired against the first group: e.g. a SIND + linear-rescaling pair
+against two linear-rescaling models, so that both sides are ensembles of the same size.
 """
 
 from __future__ import annotations
@@ -35,32 +41,65 @@ def test_predictions(run: Path, seed: int, dataset: str) -> dict[str, tuple[floa
             for r in read_rows(splits[seed] / "predictions.csv") if r["dataset"] == dataset}
 
 
+def group_srcc(runs: list[Path], dataset: str, seeds: list[int]) -> list[float] | None:
+    """Per-seed SRCC of the mean of ``runs``' predictions (one run: that run alone); None
+    where a run has no test rows of ``dataset``."""
+    out = []
+    for seed in seeds:
+        preds = [test_predictions(r, seed, dataset) for r in runs]
+        if not all(preds):
+            return None
+        for r, p in zip(runs[1:], preds[1:]):
+            if p.keys() != preds[0].keys():
+                raise DataError(f"{runs[0]} and {r} test different {dataset} images at seed "
+                                f"{seed}: average only runs made with the same splits.")
+        names = sorted(preds[0])
+        out.append(float(spearmanr([sum(p[n][0] for p in preds) for n in names],
+                                   [preds[0][n][1] for n in names])[0]))
+    return out
+
+
 def paired(a: Path, b: Path, dataset: str, seeds: list[int]) -> tuple[list, list] | None:
     """Per-seed SRCC of run ``a`` alone and of the mean of ``a`` and ``b``; None where either
     run has no test rows of ``dataset``."""
-    alone, both = [], []
-    for seed in seeds:
-        pa, pb = test_predictions(a, seed, dataset), test_predictions(b, seed, dataset)
-        if not pa or not pb:
-            return None
-        if pa.keys() != pb.keys():
-            raise DataError(f"{a} and {b} test different {dataset} images at seed {seed}: "
-                            "average only runs made with the same splits.")
-        names = sorted(pa)
-        mos = [pa[n][1] for n in names]
-        alone.append(float(spearmanr([pa[n][0] for n in names], mos)[0]))
-        both.append(float(spearmanr([pa[n][0] + pb[n][0] for n in names], mos)[0]))
-    return alone, both
+    alone, both = group_srcc([a], dataset, seeds), group_srcc([a, b], dataset, seeds)
+    return None if alone is None or both is None else (alone, both)
+
+
+def compare_groups(groups: list[list[Path]], datasets: list[str], seeds: list[int]) -> None:
+    """Each group's median SRCC (its runs' mean prediction), and paired against the first
+    group: the median per-seed difference and on how many seeds the group is higher."""
+    for dataset in datasets:
+        base = group_srcc(groups[0], dataset, seeds)
+        for g in groups:
+            v = group_srcc(g, dataset, seeds)
+            if v is None or base is None:
+                continue
+            label = "+".join(r.name for r in g)
+            d = [y - x for x, y in zip(base, v)]
+            vs = ("(baseline)" if g is groups[0] else
+                  f"paired {statistics.median(d):+.3f}, higher on {sum(x > 0 for x in d)} "
+                  f"of {len(d)}")
+            print(f"{dataset:8s} {label:40s} {statistics.median(v):.3f}  {vs}")
 
 
 def main(argv=None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("run", type=Path, help="the first finished run")
-    ap.add_argument("others", type=Path, nargs="+", help="runs to average with it, one by one")
+    ap.add_argument("run", type=Path, nargs="?", help="the first finished run")
+    ap.add_argument("others", type=Path, nargs="*", help="runs to average with it, one by one")
+    ap.add_argument("--groups", nargs="+", metavar="RUN+RUN",
+                    help="instead: groups of runs joined by '+', each scored by its runs' "
+                    "mean prediction and paired against the first group")
     ap.add_argument("--datasets", nargs="+", default=["clive", "biq2021"])
     ap.add_argument("--seeds", type=int, nargs="+", help="split seeds (default: the first "
                     "run's finished ones)")
     a = ap.parse_args(argv)
+    if a.groups:
+        groups = [[Path(p) for p in g.split("+")] for g in a.groups]
+        compare_groups(groups, a.datasets, a.seeds or sorted(finished_splits(groups[0][0])))
+        return
+    if a.run is None or not a.others:
+        ap.error("name a run and the runs to average with it, or --groups")
     a.seeds = a.seeds or sorted(finished_splits(a.run))
     for dataset in a.datasets:
         for other in a.others:

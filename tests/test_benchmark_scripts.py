@@ -116,3 +116,47 @@ def test_stage_device_parts_fit_a_call_and_keep_every_file(tmp_path):
     assert [len(p) for p in parts] == [1, 2, 2, 1]
     with pytest.raises(SystemExit, match="alone exceeds a part"):
         sd.plan_parts([(Path("huge"), 101)], budget=100, first_used=0)
+
+
+def fake_run(folder: Path, preds: dict[int, list[float]], mos: list[float]) -> Path:
+    """A finished run: per seed a result.json and a predictions.csv of CLIVE test rows."""
+    for k, (seed, p) in enumerate(sorted(preds.items())):
+        d = folder / f"split_{k:02d}"
+        d.mkdir(parents=True)
+        (d / "result.json").write_text(json.dumps({"seed": seed}))
+        with open(d / "predictions.csv", "w", newline="") as f:
+            w = csv.writer(f)
+            w.writerow(["name", "dataset", "score", "higher_better", "q", "pred", "path"])
+            for i, (y, x) in enumerate(zip(mos, p)):
+                w.writerow([f"im{i}", "clive", y, 1, x, x, f"im{i}.jpg"])
+    return folder
+
+
+def test_average_runs_groups_score_the_mean_prediction_paired_with_the_first(tmp_path, capsys):
+    from scipy.stats import spearmanr
+
+    ar = load_script("average_runs")
+    mos = [1.0, 2.0, 3.0, 4.0, 5.0, 6.0]
+    a = {0: [1, 3, 2, 4, 6, 5], 1: [2, 1, 3, 4, 5, 6]}     # two splits (seeds 0, 1)
+    b = {0: [1, 2, 4, 3, 5, 6], 1: [1, 2, 3, 5, 4, 6]}
+    ra, rb = fake_run(tmp_path / "a", a, mos), fake_run(tmp_path / "b", b, mos)
+    both = ar.group_srcc([ra, rb], "clive", [0, 1])
+    for seed, got in zip((0, 1), both):
+        mean = [x + y for x, y in zip(a[seed], b[seed])]
+        assert got == pytest.approx(spearmanr(mean, mos)[0])
+    assert ar.group_srcc([ra], "clive", [0, 1]) == pytest.approx(
+        [spearmanr(a[s], mos)[0] for s in (0, 1)])
+    assert ar.group_srcc([ra], "biq2021", [0, 1]) is None          # no such test rows
+    ar.main(["--groups", f"{ra}+{rb}", str(ra), "--datasets", "clive"])
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].split()[1:] == ["a+b", f"{sorted(both)[0] / 2 + sorted(both)[1] / 2:.3f}",
+                                    "(baseline)"]
+    alone = ar.group_srcc([ra], "clive", [0, 1])
+    diffs = [x - y for x, y in zip(alone, both)]
+    assert f"paired {sorted(diffs)[0] / 2 + sorted(diffs)[1] / 2:+.3f}" in lines[1]
+    # runs with other test images cannot be averaged
+    other = fake_run(tmp_path / "c", {0: [1, 2, 3, 4, 5, 6]}, mos)
+    (other / "split_00" / "predictions.csv").write_text(
+        (other / "split_00" / "predictions.csv").read_text().replace("im5", "im9"))
+    with pytest.raises(DataError, match="test different clive images"):
+        ar.group_srcc([ra, other], "clive", [0])
