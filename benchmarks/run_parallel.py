@@ -29,7 +29,7 @@ import tarfile
 import time
 from pathlib import Path
 
-SMALL = ("result.json", "predictions.csv", "split.json", "summary.json", "config.yaml",
+SMALL = ("result.json", "results.json", "predictions.csv", "split.json", "config.yaml",
          "train.log")
 
 
