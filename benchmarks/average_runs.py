@@ -25,44 +25,14 @@ import statistics
 import sys
 from pathlib import Path
 
-from scipy.stats import spearmanr
-
-from mixiqa.errors import DataError, run_command
-from mixiqa.report.run import finished_splits, read_rows
-
-
-def test_predictions(run: Path, seed: int, dataset: str) -> dict[str, tuple[float, float]]:
-    """Image name -> (prediction on the dataset's scale, MOS) for one split's test rows."""
-    splits = finished_splits(run)
-    if seed not in splits:
-        raise DataError(f"{run} has no finished split with seed {seed} (finished seeds: "
-                        f"{sorted(splits) or 'none'}): is it a finished `mixiqa train` run?")
-    return {r["name"]: (float(r["pred"]), float(r["score"]))
-            for r in read_rows(splits[seed] / "predictions.csv") if r["dataset"] == dataset}
-
-
-def group_srcc(runs: list[Path], dataset: str, seeds: list[int]) -> list[float] | None:
-    """Per-seed SRCC of the mean of ``runs``' predictions (one run: that run alone); None
-    where a run has no test rows of ``dataset``."""
-    out = []
-    for seed in seeds:
-        preds = [test_predictions(r, seed, dataset) for r in runs]
-        if not all(preds):
-            return None
-        for r, p in zip(runs[1:], preds[1:]):
-            if p.keys() != preds[0].keys():
-                raise DataError(f"{runs[0]} and {r} test different {dataset} images at seed "
-                                f"{seed}: average only runs made with the same splits.")
-        names = sorted(preds[0])
-        out.append(float(spearmanr([sum(p[n][0] for p in preds) for n in names],
-                                   [preds[0][n][1] for n in names])[0]))
-    return out
+from mixiqa.errors import run_command
+from mixiqa.report.run import averaged_srcc, finished_splits
 
 
 def paired(a: Path, b: Path, dataset: str, seeds: list[int]) -> tuple[list, list] | None:
     """Per-seed SRCC of run ``a`` alone and of the mean of ``a`` and ``b``; None where either
     run has no test rows of ``dataset``."""
-    alone, both = group_srcc([a], dataset, seeds), group_srcc([a, b], dataset, seeds)
+    alone, both = averaged_srcc([a], dataset, seeds), averaged_srcc([a, b], dataset, seeds)
     return None if alone is None or both is None else (alone, both)
 
 
@@ -70,9 +40,9 @@ def compare_groups(groups: list[list[Path]], datasets: list[str], seeds: list[in
     """Each group's median SRCC (its runs' mean prediction), and paired against the first
     group: the median per-seed difference and on how many seeds the group is higher."""
     for dataset in datasets:
-        base = group_srcc(groups[0], dataset, seeds)
+        base = averaged_srcc(groups[0], dataset, seeds)
         for g in groups:
-            v = group_srcc(g, dataset, seeds)
+            v = averaged_srcc(g, dataset, seeds)
             if v is None or base is None:
                 continue
             label = "+".join(r.name for r in g)

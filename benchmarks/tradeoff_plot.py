@@ -19,6 +19,14 @@ parts (``--protocol split60``); test rows play no part in the choice.
 
     uv run python benchmarks/tradeoff_plot.py runs/bench-tradeoff runs/bench-real-single \
         --protocol split60 --pick "sind-val=sind,sind-huber1,sind-clive0.5"
+
+``--mean NAME=label,label`` adds a row NAME scored by the mean of the listed methods'
+test predictions on each dataset's scale (each split's ``predictions.csv``), what an
+ensemble of their split models gives (``mixiqa ensemble``); e.g. a SIND and a
+linear-rescaling model against two linear-rescaling models of other draws:
+
+    uv run python benchmarks/tradeoff_plot.py runs/bench-tradeoff runs/bench-real-single \
+        --mean "sind+linear=sind,linear" --mean "linear+linear=linear,linear-seed1"
 """
 
 from __future__ import annotations
@@ -32,7 +40,7 @@ from pathlib import Path
 
 from mixiqa.errors import DataError, run_command
 from mixiqa.report.plots import new_figure, save_figure
-from mixiqa.report.run import read_rows
+from mixiqa.report.run import averaged_srcc, read_rows
 
 DATASETS = ("clive", "biq2021")
 
@@ -81,6 +89,19 @@ def pick_on_validation(srcc: dict, folders: dict, name: str, labels: list[str]) 
     return picked
 
 
+def mean_of(srcc: dict, folders: dict, name: str, labels: list[str]) -> None:
+    """Add row ``name``: per seed, the test SRCC of the mean of the labels' predictions on
+    each dataset's scale (``predictions.csv``), what an ensemble of their models scores."""
+    missing = [m for m in labels if (m, "clive") not in srcc]
+    if missing:
+        raise DataError(f"--mean {name}: {missing} not among these benches' methods.")
+    seeds = sorted(set.intersection(*(set(srcc[(m, d)]) for m in labels for d in DATASETS)))
+    for d in DATASETS:
+        for seed in seeds:
+            cells = [folders[(m, seed)].parent for m in labels]   # run-like cell folders
+            srcc[(name, d)][seed] = averaged_srcc(cells, d, [seed])[0]
+
+
 def paired_vs(srcc: dict, label: str, base: str, dataset: str) -> tuple[float, int, int]:
     """Median paired difference label - base over their common seeds, seeds up, seed count."""
     a, b = srcc[(label, dataset)], srcc[(base, dataset)]
@@ -89,23 +110,27 @@ def paired_vs(srcc: dict, label: str, base: str, dataset: str) -> tuple[float, i
     return statistics.median(diffs), sum(d > 0 for d in diffs), len(seeds)
 
 
-def plot(srcc: dict, mixed: list[str], png: Path, picks: tuple = (),
+def plot(srcc: dict, mixed: list[str], png: Path, picks: tuple = (), means: tuple = (),
          floor: float = 0.6) -> list[str]:
-    """Scatter of the medians, the ``picks`` rows larger and edged; returns the methods left
-    off (an SRCC below ``floor``)."""
+    """Scatter of the medians, the ``picks`` and ``means`` rows larger and edged; returns
+    the methods left off (an SRCC below ``floor``)."""
     fig, (ax,) = new_figure(1, panel=(8.6, 5.4))
     med = {k: statistics.median(v.values()) for k, v in srcc.items()}
     shown = [m for m in mixed if min(med[(m, d)] for d in DATASETS) >= floor]
     # 15 filled shapes, then thin ones (tri, plus, cross): up to 20 methods stay distinct
     markers = iter(list("osD^vP*Xph<>8Hd") + ["1", "2", "3", "+", "x"] * 2)
-    pick_markers = iter("*dP" * 4)
+    pick_markers, mean_markers = iter("*dP" * 4), iter("*dP" * 4)
     for label in shown:
-        family = "C1" if label.startswith("sind") else "C0"   # SIND variants vs the rest
-        big = label in picks
+        # SIND variants vs the rest; two methods' models averaged in green
+        family = "C2" if label in means else "C1" if label.startswith("sind") else "C0"
+        big = label in picks or label in means
+        note = (" (chosen on validation)" if label in picks
+                else " (two models averaged)" if label in means else "")
+        edge = {"edgecolors": "black"} if big else {}   # thin markers take no edge colour
         ax.scatter([med[(label, "clive")]], [med[(label, "biq2021")]], color=family,
-                   marker=next(pick_markers if big else markers), s=110 if big else 40,
-                   edgecolors="black" if big else "none", zorder=4 if big else 3,
-                   label=label + (" (chosen on validation)" if big else ""))
+                   marker=next(mean_markers if label in means
+                               else pick_markers if big else markers), s=110 if big else 40,
+                   zorder=4 if big else 3, label=label + note, **edge)
     for name, line, text in (("clive", ax.axvline, "CLIVE alone"),
                              ("biq2021", ax.axhline, "BIQ2021 alone")):
         if (f"{name} alone", name) in med:
@@ -113,7 +138,8 @@ def plot(srcc: dict, mixed: list[str], png: Path, picks: tuple = (),
     ax.set_xlabel("CLIVE test SRCC (median of the splits)")
     ax.set_ylabel("BIQ2021 test SRCC (median of the splits)")
     left_off = sorted(set(mixed) - set(shown))
-    ax.set_title("Mixed CLIVE + BIQ2021 training (orange: SIND variants)"
+    ax.set_title("Mixed CLIVE + BIQ2021 training (orange: SIND variants"
+                 + ("; green: two models averaged)" if means else ")")
                  + (f"; off the chart: {', '.join(left_off)}" if left_off else ""), fontsize=9)
     ax.grid(alpha=0.3)
     ax.legend(fontsize=7, loc="center left", bbox_to_anchor=(1.01, 0.5))
@@ -129,6 +155,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--png", type=Path, help="write the scatter plot here")
     ap.add_argument("--pick", action="append", default=[], metavar="NAME=LABEL,LABEL,...",
                     help="a row that takes, per split, the variant best on validation")
+    ap.add_argument("--mean", action="append", default=[], metavar="NAME=LABEL,LABEL,...",
+                    help="a row scoring the mean of the labels' predictions (an ensemble)")
     args = ap.parse_args(argv)
 
     def run() -> int:
@@ -139,6 +167,11 @@ def main(argv: list[str] | None = None) -> int:
                 raise DataError(f"--pick wants NAME=label,label,...; got {spec!r}.")
             picked = pick_on_validation(srcc, folders, name, labels.split(","))
             print(f"{name}: picked per seed {', '.join(picked)}")
+        for spec in args.mean:
+            name, _, labels = spec.partition("=")
+            if not name or not labels:
+                raise DataError(f"--mean wants NAME=label,label,...; got {spec!r}.")
+            mean_of(srcc, folders, name, labels.split(","))
         labels = list(dict.fromkeys(label for label, _ in srcc))
         mixed = [m for m in labels if not m.endswith(" alone")
                  and all((m, d) in srcc for d in DATASETS)]
@@ -161,7 +194,8 @@ def main(argv: list[str] | None = None) -> int:
                     cells.append("-")
             print(f"| {label} | " + " | ".join(cells) + " |")
         if args.png:
-            plot(srcc, mixed, args.png, picks=tuple(p.partition("=")[0] for p in args.pick))
+            plot(srcc, mixed, args.png, picks=tuple(p.partition("=")[0] for p in args.pick),
+                 means=tuple(m.partition("=")[0] for m in args.mean))
             print(f"wrote {args.png}")
         return 0
 

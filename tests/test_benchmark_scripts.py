@@ -135,23 +135,25 @@ def fake_run(folder: Path, preds: dict[int, list[float]], mos: list[float]) -> P
 def test_average_runs_groups_score_the_mean_prediction_paired_with_the_first(tmp_path, capsys):
     from scipy.stats import spearmanr
 
+    from mixiqa.report.run import averaged_srcc
+
     ar = load_script("average_runs")
     mos = [1.0, 2.0, 3.0, 4.0, 5.0, 6.0]
     a = {0: [1, 3, 2, 4, 6, 5], 1: [2, 1, 3, 4, 5, 6]}     # two splits (seeds 0, 1)
     b = {0: [1, 2, 4, 3, 5, 6], 1: [1, 2, 3, 5, 4, 6]}
     ra, rb = fake_run(tmp_path / "a", a, mos), fake_run(tmp_path / "b", b, mos)
-    both = ar.group_srcc([ra, rb], "clive", [0, 1])
+    both = averaged_srcc([ra, rb], "clive", [0, 1])
     for seed, got in zip((0, 1), both):
         mean = [x + y for x, y in zip(a[seed], b[seed])]
         assert got == pytest.approx(spearmanr(mean, mos)[0])
-    assert ar.group_srcc([ra], "clive", [0, 1]) == pytest.approx(
+    assert averaged_srcc([ra], "clive", [0, 1]) == pytest.approx(
         [spearmanr(a[s], mos)[0] for s in (0, 1)])
-    assert ar.group_srcc([ra], "biq2021", [0, 1]) is None          # no such test rows
+    assert averaged_srcc([ra], "biq2021", [0, 1]) is None          # no such test rows
     ar.main(["--groups", f"{ra}+{rb}", str(ra), "--datasets", "clive"])
     lines = capsys.readouterr().out.splitlines()
     assert lines[0].split()[1:] == ["a+b", f"{sorted(both)[0] / 2 + sorted(both)[1] / 2:.3f}",
                                     "(baseline)"]
-    alone = ar.group_srcc([ra], "clive", [0, 1])
+    alone = averaged_srcc([ra], "clive", [0, 1])
     diffs = [x - y for x, y in zip(alone, both)]
     assert f"paired {sorted(diffs)[0] / 2 + sorted(diffs)[1] / 2:+.3f}" in lines[1]
     # runs with other test images cannot be averaged
@@ -159,4 +161,34 @@ def test_average_runs_groups_score_the_mean_prediction_paired_with_the_first(tmp
     (other / "split_00" / "predictions.csv").write_text(
         (other / "split_00" / "predictions.csv").read_text().replace("im5", "im9"))
     with pytest.raises(DataError, match="test different clive images"):
-        ar.group_srcc([ra, other], "clive", [0])
+        averaged_srcc([ra, other], "clive", [0])
+
+
+def test_tradeoff_mean_row_scores_the_averaged_predictions(tmp_path, capsys):
+    from scipy.stats import spearmanr
+
+    tp = load_script("tradeoff_plot")
+    bench = fake_bench(tmp_path, {"linear": {0: (None, 0.6, 0.7), 1: (None, 0.6, 0.7)},
+                                  "sind": {0: (None, 0.8, 0.6), 1: (None, 0.8, 0.6)}},
+                       protocol="split80")
+    mos = [1.0, 2.0, 3.0, 4.0, 5.0, 6.0]
+    preds = {"linear": [2, 1, 3, 4, 6, 5], "sind": [1, 3, 2, 5, 4, 6]}   # same every split
+    for label, p in preds.items():
+        for split in (0, 1):
+            d = tmp_path / "cells" / f"{label}__clive+biq2021__split80" / f"split_{split:02d}"
+            with open(d / "predictions.csv", "w", newline="") as f:
+                w = csv.writer(f)
+                w.writerow(["name", "dataset", "score", "higher_better", "q", "pred", "path"])
+                for dataset in ("clive", "biq2021"):
+                    for i, (y, x) in enumerate(zip(mos, p)):
+                        w.writerow([f"{dataset}{i}", dataset, y, 1, x, x, ""])
+    srcc, folders = tp.per_seed([bench], "split80")
+    tp.mean_of(srcc, folders, "sind+linear", ["sind", "linear"])
+    want = spearmanr([a + b for a, b in zip(preds["sind"], preds["linear"])], mos)[0]
+    assert srcc[("sind+linear", "clive")] == pytest.approx({0: want, 1: want})
+    assert tp.main([str(bench), "--mean", "sind+linear=sind,linear",
+                    "--png", str(tmp_path / "m.png")]) == 0
+    row = [r for r in capsys.readouterr().out.splitlines() if r.startswith("| sind+linear")]
+    assert row and f"| {want:.3f} |" in row[0]
+    with pytest.raises(DataError, match="not among"):
+        tp.mean_of(srcc, folders, "x", ["sind", "nope"])

@@ -56,6 +56,37 @@ def finished_splits(run: Path) -> dict[int, Path]:
     return found
 
 
+def test_predictions(run: Path, seed: int, dataset: str) -> dict[str, tuple[float, float]]:
+    """Image name -> (prediction on the dataset's scale, MOS) for one split's test rows."""
+    splits = finished_splits(run)
+    if seed not in splits:
+        raise DataError(f"{run} has no finished split with seed {seed} (finished seeds: "
+                        f"{sorted(splits) or 'none'}): is it a finished `mixiqa train` run?")
+    return {r["name"]: (float(r["pred"]), float(r["score"]))
+            for r in read_rows(splits[seed] / "predictions.csv") if r["dataset"] == dataset}
+
+
+def averaged_srcc(runs: list[Path], dataset: str, seeds: list[int]) -> list[float] | None:
+    """Per-seed test SRCC of the mean of ``runs``' predictions on ``dataset``'s scale (one
+    run: that run alone), what an ensemble of the runs' split models scores; None where a
+    run has no test rows of ``dataset``. Runs must share their splits (same test images)."""
+    from scipy.stats import spearmanr
+
+    out = []
+    for seed in seeds:
+        preds = [test_predictions(r, seed, dataset) for r in runs]
+        if not all(preds):
+            return None
+        for r, p in zip(runs[1:], preds[1:]):
+            if p.keys() != preds[0].keys():
+                raise DataError(f"{runs[0]} and {r} test different {dataset} images at seed "
+                                f"{seed}: average only runs made with the same splits.")
+        names = sorted(preds[0])
+        out.append(float(spearmanr([sum(p[n][0] for p in preds) for n in names],
+                                   [preds[0][n][1] for n in names])[0]))
+    return out
+
+
 def pick_split(run: Path, index: int) -> Path:
     """``run/split_{index:02d}``, or a DataError listing the splits there are."""
     path = run / f"split_{index:02d}"
