@@ -53,9 +53,10 @@ TRAIN = (sys.executable, "-m", "mixiqa", "train")
 
 
 def run_jobs(jobs: list[list[str]], deadline: float, poll: float = 15.0,
-             program: tuple = TRAIN) -> dict[int, float]:
+             program: tuple = TRAIN) -> dict[int, tuple[float, str]]:
     """Start ``program + job`` for every job, wait until all end or the deadline (then
-    interrupt the rest); returns job -> seconds it ran."""
+    interrupt the rest); returns job -> (seconds it ran, how it ended: ``rc 0``, ``rc N``
+    for a failure, whose log is its ``train.log``, or ``stopped at the deadline``)."""
     start = time.monotonic()
     procs = []
     for i, args in enumerate(jobs):
@@ -71,8 +72,8 @@ def run_jobs(jobs: list[list[str]], deadline: float, poll: float = 15.0,
         time.sleep(min(poll, max(0.0, deadline - (time.monotonic() - start))))
         for i, (p, _) in enumerate(procs):
             if i not in ended and p.poll() is not None:
-                ended[i] = time.monotonic() - start
-                print(f"[{i}] ended rc {p.returncode} after {ended[i]:.0f} s", flush=True)
+                ended[i] = (time.monotonic() - start, f"rc {p.returncode}")
+                print(f"[{i}] ended rc {p.returncode} after {ended[i][0]:.0f} s", flush=True)
         print(f"{time.monotonic() - start:5.0f} s  gpu {gpu_line()}", flush=True)
     for i, (p, log) in enumerate(procs):
         if p.poll() is None:   # SIGINT: the split in flight stops; finished ones are kept
@@ -81,8 +82,8 @@ def run_jobs(jobs: list[list[str]], deadline: float, poll: float = 15.0,
                 p.wait(20)
             except subprocess.TimeoutExpired:
                 p.kill()
-            ended[i] = time.monotonic() - start
-            print(f"[{i}] stopped at the deadline after {ended[i]:.0f} s", flush=True)
+            ended[i] = (time.monotonic() - start, "stopped at the deadline")
+            print(f"[{i}] stopped at the deadline after {ended[i][0]:.0f} s", flush=True)
         log.close()
     return ended
 
@@ -122,16 +123,21 @@ def main(argv=None) -> int:
     ap.add_argument("--pack", type=Path, help="a .tar.gz of the runs' small files")
     args = ap.parse_args(argv)
     jobs = [shlex.split(j) for j in args.job]
-    seconds = run_jobs(jobs, args.deadline)
+    ended = run_jobs(jobs, args.deadline)
     summary = {}
     for i, job in enumerate(jobs):
         out = out_of(job)
-        summary[shlex.join(job)] = {**summarize(out), "seconds": round(seconds.get(i, 0))}
+        seconds, how = ended[i]
+        summary[shlex.join(job)] = {**summarize(out), "seconds": round(seconds), "ended": how}
         print(json.dumps({shlex.join(job): summary[shlex.join(job)]}, indent=1), flush=True)
     if args.pack:
         pack([out_of(j) for j in jobs], args.pack)
         (args.pack.parent / "summary.json").write_text(json.dumps(summary, indent=1))
-    return 0
+    failed = [j for j, v in summary.items() if v["ended"] not in ("rc 0", "stopped at the "
+                                                                   "deadline")]
+    for j in failed:
+        print(f"FAILED: {j} ({summary[j]['ended']}; see its train.log)", file=sys.stderr)
+    return 1 if failed else 0
 
 
 if __name__ == "__main__":

@@ -85,7 +85,11 @@ def test_run_parallel_stops_jobs_at_the_deadline_and_packs_small_files(tmp_path)
     prog = (sys.executable, "-c", "import sys, time; time.sleep(float(sys.argv[1]))")
     seconds = rp.run_jobs([["0", "--out", str(quick)], ["60", "--out", str(slow)]],
                           deadline=3, poll=0.2, program=prog)
-    assert seconds[0] < 3 <= seconds[1] < 30
+    assert seconds[0][0] < 3 <= seconds[1][0] < 30
+    assert [how for _, how in seconds.values()] == ["rc 0", "stopped at the deadline"]
+    fail = (sys.executable, "-c", "import sys; sys.exit(3)")
+    assert rp.run_jobs([["--out", str(tmp_path / "bad")]], deadline=5, poll=0.2,
+                       program=fail)[0][1] == "rc 3"
     for seed, clive in ((0, 0.7), (1, 0.9), (2, 0.8)):     # what finished splits leave
         d = slow / f"split_{seed:02d}"
         d.mkdir()

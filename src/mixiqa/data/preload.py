@@ -20,6 +20,7 @@ import torch
 
 from mixiqa.data.manifest import Manifest
 from mixiqa.data.transforms import Transform, as_chw
+from mixiqa.errors import ConfigError
 from mixiqa.progress import progress
 
 
@@ -59,7 +60,8 @@ class PreloadedImages:
     def __init__(self, rows: dict[str, Manifest], train_tf: Transform, eval_tf: Transform,
                  device, seed: int = 0, eval_batch: int = 32, threads: int | None = None):
         if train_tf.mode != "random" or train_tf.crop is None:
-            raise ValueError("train.preload needs a random-crop training transform")
+            raise ConfigError("train.preload cuts random crops on the device: it needs a "
+                              "random-crop training transform (train.train_crop set).")
         self.train_tf, self.eval_tf, self.seed, self.eval_batch = (train_tf, eval_tf, seed,
                                                                    eval_batch)
         if torch.device(device).type == "cuda":  # fixed crop shapes: cuDNN's fastest kernels
