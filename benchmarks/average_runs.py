@@ -16,6 +16,8 @@ median difference with the number of seeds on which the ensemble is higher.
 compares groups of runs instead, each scored by its runs' mean prediction (a group of one
 is that run alone), paired against the first group: e.g. a SIND + linear-rescaling pair
 against two linear-rescaling models, so that both sides are ensembles of the same size.
+A member may be several folders of one recipe trained on different seeds, joined by
+commas (``runs/s10-sind,runs/s13-sind``): they are read as one run of all their seeds.
 """
 
 from __future__ import annotations
@@ -26,7 +28,7 @@ import sys
 from pathlib import Path
 
 from mixiqa.errors import run_command
-from mixiqa.report.run import averaged_srcc, finished_splits
+from mixiqa.report.run import Runs, averaged_srcc, finished_splits
 
 
 def paired(a: Path, b: Path, dataset: str, seeds: list[int]) -> tuple[list, list] | None:
@@ -36,7 +38,17 @@ def paired(a: Path, b: Path, dataset: str, seeds: list[int]) -> tuple[list, list
     return None if alone is None or both is None else (alone, both)
 
 
-def compare_groups(groups: list[list[Path]], datasets: list[str], seeds: list[int]) -> None:
+def member(text: str) -> Runs:
+    """One group member: a run folder, or several joined by commas (one recipe, other seeds)."""
+    parts = tuple(Path(p) for p in text.split(","))
+    return parts[0] if len(parts) == 1 else parts
+
+
+def member_name(run: Runs) -> str:
+    return run.name if isinstance(run, Path) else ",".join(p.name for p in run)
+
+
+def compare_groups(groups: list[list[Runs]], datasets: list[str], seeds: list[int]) -> None:
     """Each group's median SRCC (its runs' mean prediction), and paired against the first
     group: the median per-seed difference and on how many seeds the group is higher."""
     for dataset in datasets:
@@ -45,7 +57,7 @@ def compare_groups(groups: list[list[Path]], datasets: list[str], seeds: list[in
             v = averaged_srcc(g, dataset, seeds)
             if v is None or base is None:
                 continue
-            label = "+".join(r.name for r in g)
+            label = "+".join(member_name(r) for r in g)
             d = [y - x for x, y in zip(base, v)]
             vs = ("(baseline)" if g is groups[0] else
                   f"paired {statistics.median(d):+.3f}, higher on {sum(x > 0 for x in d)} "
@@ -59,13 +71,14 @@ def main(argv=None) -> None:
     ap.add_argument("others", type=Path, nargs="*", help="runs to average with it, one by one")
     ap.add_argument("--groups", nargs="+", metavar="RUN+RUN",
                     help="instead: groups of runs joined by '+', each scored by its runs' "
-                    "mean prediction and paired against the first group")
+                    "mean prediction and paired against the first group; a run may be "
+                    "several folders of one recipe on other seeds, joined by ','")
     ap.add_argument("--datasets", nargs="+", default=["clive", "biq2021"])
     ap.add_argument("--seeds", type=int, nargs="+", help="split seeds (default: the first "
                     "run's finished ones)")
     a = ap.parse_args(argv)
     if a.groups:
-        groups = [[Path(p) for p in g.split("+")] for g in a.groups]
+        groups = [[member(p) for p in g.split("+")] for g in a.groups]
         compare_groups(groups, a.datasets, a.seeds or sorted(finished_splits(groups[0][0])))
         return
     if a.run is None or not a.others:

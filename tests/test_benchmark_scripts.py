@@ -168,6 +168,30 @@ def test_average_runs_groups_score_the_mean_prediction_paired_with_the_first(tmp
         averaged_srcc([ra, other], "clive", [0])
 
 
+def test_average_runs_joins_folders_of_one_recipe_made_on_other_seeds(tmp_path, capsys):
+    from mixiqa.report.run import averaged_srcc, finished_splits
+
+    ar = load_script("average_runs")
+    mos = [1.0, 2.0, 3.0, 4.0, 5.0, 6.0]
+    a = {0: [1, 3, 2, 4, 6, 5], 1: [2, 1, 3, 4, 5, 6]}
+    b = {0: [1, 2, 4, 3, 5, 6], 1: [1, 2, 3, 5, 4, 6]}
+    whole_a, whole_b = fake_run(tmp_path / "a", a, mos), fake_run(tmp_path / "b", b, mos)
+    # the same recipes run in two parts: seed 0 in one folder, seed 1 in another
+    parts_a = (fake_run(tmp_path / "a0", {0: a[0]}, mos), fake_run(tmp_path / "a1", {1: a[1]}, mos))
+    parts_b = (fake_run(tmp_path / "b0", {0: b[0]}, mos), fake_run(tmp_path / "b1", {1: b[1]}, mos))
+    assert sorted(finished_splits(parts_a)) == [0, 1]
+    assert averaged_srcc([parts_a, parts_b], "clive", [0, 1]) == pytest.approx(
+        averaged_srcc([whole_a, whole_b], "clive", [0, 1]))
+    ar.main(["--groups", f"{whole_a}+{whole_b}", "--datasets", "clive"])
+    whole = capsys.readouterr().out.split()
+    ar.main(["--groups", ",".join(map(str, parts_a)) + "+" + ",".join(map(str, parts_b)),
+             "--datasets", "clive"])
+    joined = capsys.readouterr().out.split()
+    assert joined[1] == "a0,a1+b0,b1" and joined[2:] == whole[2:]    # same seeds, same median
+    with pytest.raises(DataError, match="seed 0 is finished in both"):
+        finished_splits((parts_a[0], whole_a))
+
+
 def test_tradeoff_mean_row_scores_the_averaged_predictions(tmp_path, capsys):
     from scipy.stats import spearmanr
 

@@ -46,9 +46,30 @@ def split_dirs(run: Path) -> list[Path]:
     return sorted(p for p in run.glob("split_*") if p.is_dir())
 
 
-def finished_splits(run: Path) -> dict[int, Path]:
+Runs = Path | tuple[Path, ...]     # one run folder, or several of one recipe on other seeds
+
+
+def runs_label(run: Runs) -> str:
+    """A run, or several joined by commas, as the user named them."""
+    return str(run) if isinstance(run, Path) else ",".join(str(p) for p in run)
+
+
+def finished_splits(run: Runs) -> dict[int, Path]:
     """Seed -> folder of each finished split (its ``result.json`` names the seed; folders
-    are numbered by position, so a run of seeds [10, 11] has split_00 and split_01)."""
+    are numbered by position, so a run of seeds [10, 11] has split_00 and split_01).
+
+    ``run`` may be several run folders of one recipe made on different seeds (a recipe run
+    in parts: seeds 10-12 in one folder, 13-15 in another), read as one run of all of them;
+    a seed finished in two of them is an error."""
+    if not isinstance(run, Path):
+        found: dict[int, Path] = {}
+        for part in run:
+            for seed, d in finished_splits(part).items():
+                if seed in found:
+                    raise DataError(f"seed {seed} is finished in both '{found[seed].parent}' "
+                                    f"and '{part}': join only runs made on different seeds")
+                found[seed] = d
+        return found
     found = {}
     for d in split_dirs(run):
         if (d / "result.json").is_file():
@@ -56,20 +77,23 @@ def finished_splits(run: Path) -> dict[int, Path]:
     return found
 
 
-def test_predictions(run: Path, seed: int, dataset: str) -> dict[str, tuple[float, float]]:
-    """Image name -> (prediction on the dataset's scale, MOS) for one split's test rows."""
+def test_predictions(run: Runs, seed: int, dataset: str) -> dict[str, tuple[float, float]]:
+    """Image name -> (prediction on the dataset's scale, MOS) for one split's test rows;
+    ``run`` as in :func:`finished_splits`."""
     splits = finished_splits(run)
     if seed not in splits:
-        raise DataError(f"{run} has no finished split with seed {seed} (finished seeds: "
-                        f"{sorted(splits) or 'none'}): is it a finished `mixiqa train` run?")
+        raise DataError(f"{runs_label(run)} has no finished split with seed {seed} (finished "
+                        f"seeds: {sorted(splits) or 'none'}): is it a finished `mixiqa train` "
+                        "run?")
     return {r["name"]: (float(r["pred"]), float(r["score"]))
             for r in read_rows(splits[seed] / "predictions.csv") if r["dataset"] == dataset}
 
 
-def averaged_srcc(runs: list[Path], dataset: str, seeds: list[int]) -> list[float] | None:
+def averaged_srcc(runs: list[Runs], dataset: str, seeds: list[int]) -> list[float] | None:
     """Per-seed test SRCC of the mean of ``runs``' predictions on ``dataset``'s scale (one
     run: that run alone), what an ensemble of the runs' split models scores; None where a
-    run has no test rows of ``dataset``. Runs must share their splits (same test images)."""
+    run has no test rows of ``dataset``. Runs must share their splits (same test images);
+    each may be a tuple of folders, as in :func:`finished_splits`."""
     from scipy.stats import spearmanr
 
     out = []
@@ -79,8 +103,9 @@ def averaged_srcc(runs: list[Path], dataset: str, seeds: list[int]) -> list[floa
             return None
         for r, p in zip(runs[1:], preds[1:]):
             if p.keys() != preds[0].keys():
-                raise DataError(f"{runs[0]} and {r} test different {dataset} images at seed "
-                                f"{seed}: average only runs made with the same splits.")
+                raise DataError(f"{runs_label(runs[0])} and {runs_label(r)} test different "
+                                f"{dataset} images at seed {seed}: average only runs made "
+                                "with the same splits.")
         names = sorted(preds[0])
         out.append(float(spearmanr([sum(p[n][0] for p in preds) for n in names],
                                    [preds[0][n][1] for n in names])[0]))
