@@ -27,11 +27,11 @@ import statistics
 import sys
 from pathlib import Path
 
-from mixiqa.errors import run_command
-from mixiqa.report.run import Runs, averaged_srcc, finished_splits
+from mixiqa.errors import DataError, run_command
+from mixiqa.report.run import Runs, averaged_srcc, finished_splits, runs_label
 
 
-def paired(a: Path, b: Path, dataset: str, seeds: list[int]) -> tuple[list, list] | None:
+def paired(a: Runs, b: Runs, dataset: str, seeds: list[int]) -> tuple[list, list] | None:
     """Per-seed SRCC of run ``a`` alone and of the mean of ``a`` and ``b``; None where either
     run has no test rows of ``dataset``."""
     alone, both = averaged_srcc([a], dataset, seeds), averaged_srcc([a, b], dataset, seeds)
@@ -46,6 +46,15 @@ def member(text: str) -> Runs:
 
 def member_name(run: Runs) -> str:
     return run.name if isinstance(run, Path) else ",".join(p.name for p in run)
+
+
+def seeds_of(run: Runs) -> list[int]:
+    """The seeds ``run`` finished, or a DataError naming it (a typo, or a run not yet done)."""
+    seeds = sorted(finished_splits(run))
+    if not seeds:
+        raise DataError(f"{runs_label(run)} has no finished split (no split_*/result.json): "
+                        "name a finished `mixiqa train` run folder")
+    return seeds
 
 
 def compare_groups(groups: list[list[Runs]], datasets: list[str], seeds: list[int]) -> None:
@@ -67,8 +76,9 @@ def compare_groups(groups: list[list[Runs]], datasets: list[str], seeds: list[in
 
 def main(argv=None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("run", type=Path, nargs="?", help="the first finished run")
-    ap.add_argument("others", type=Path, nargs="*", help="runs to average with it, one by one")
+    ap.add_argument("run", type=member, nargs="?", help="the first finished run (or several "
+                    "folders of one recipe on other seeds, joined by ',')")
+    ap.add_argument("others", type=member, nargs="*", help="runs to average with it, one by one")
     ap.add_argument("--groups", nargs="+", metavar="RUN+RUN",
                     help="instead: groups of runs joined by '+', each scored by its runs' "
                     "mean prediction and paired against the first group; a run may be "
@@ -79,11 +89,11 @@ def main(argv=None) -> None:
     a = ap.parse_args(argv)
     if a.groups:
         groups = [[member(p) for p in g.split("+")] for g in a.groups]
-        compare_groups(groups, a.datasets, a.seeds or sorted(finished_splits(groups[0][0])))
+        compare_groups(groups, a.datasets, a.seeds or seeds_of(groups[0][0]))
         return
     if a.run is None or not a.others:
         ap.error("name a run and the runs to average with it, or --groups")
-    a.seeds = a.seeds or sorted(finished_splits(a.run))
+    a.seeds = a.seeds or seeds_of(a.run)
     for dataset in a.datasets:
         for other in a.others:
             res = paired(a.run, other, dataset, a.seeds)
@@ -91,7 +101,7 @@ def main(argv=None) -> None:
                 continue
             alone, both = res
             d = [y - x for x, y in zip(alone, both)]
-            print(f"{dataset:8s} + {other.name:28s} alone {statistics.median(alone):.3f}  "
+            print(f"{dataset:8s} + {member_name(other):28s} alone {statistics.median(alone):.3f}  "
                   f"averaged {statistics.median(both):.3f}  paired {statistics.median(d):+.3f}, "
                   f"higher on {sum(x > 0 for x in d)} of {len(d)}")
 

@@ -188,6 +188,14 @@ def test_average_runs_joins_folders_of_one_recipe_made_on_other_seeds(tmp_path, 
              "--datasets", "clive"])
     joined = capsys.readouterr().out.split()
     assert joined[1] == "a0,a1+b0,b1" and joined[2:] == whole[2:]    # same seeds, same median
+    # the one-by-one mode reads joined folders the same way
+    ar.main([str(whole_a), str(whole_b), "--datasets", "clive"])
+    whole = capsys.readouterr().out.split()
+    ar.main([",".join(map(str, parts_a)), ",".join(map(str, parts_b)), "--datasets", "clive"])
+    joined = capsys.readouterr().out.split()
+    assert joined[2] == "b0,b1" and joined[3:] == whole[3:]
+    with pytest.raises(DataError, match="no finished split"):
+        ar.main([str(tmp_path / "typo"), str(whole_b)])
     with pytest.raises(DataError, match="seed 0 is finished in both"):
         finished_splits((parts_a[0], whole_a))
 
