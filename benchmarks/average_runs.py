@@ -27,8 +27,8 @@ import statistics
 import sys
 from pathlib import Path
 
-from mixiqa.errors import DataError, run_command
-from mixiqa.report.run import Runs, averaged_srcc, finished_splits, runs_label
+from mixiqa.errors import run_command
+from mixiqa.report.run import Runs, averaged_srcc, finished_seeds
 
 
 def paired(a: Runs, b: Runs, dataset: str, seeds: list[int]) -> tuple[list, list] | None:
@@ -46,15 +46,6 @@ def member(text: str) -> Runs:
 
 def member_name(run: Runs) -> str:
     return run.name if isinstance(run, Path) else ",".join(p.name for p in run)
-
-
-def seeds_of(run: Runs) -> list[int]:
-    """The seeds ``run`` finished, or a DataError naming it (a typo, or a run not yet done)."""
-    seeds = sorted(finished_splits(run))
-    if not seeds:
-        raise DataError(f"{runs_label(run)} has no finished split (no split_*/result.json): "
-                        "name a finished `mixiqa train` run folder")
-    return seeds
 
 
 def compare_groups(groups: list[list[Runs]], datasets: list[str], seeds: list[int]) -> None:
@@ -89,11 +80,11 @@ def main(argv=None) -> None:
     a = ap.parse_args(argv)
     if a.groups:
         groups = [[member(p) for p in g.split("+")] for g in a.groups]
-        compare_groups(groups, a.datasets, a.seeds or seeds_of(groups[0][0]))
+        compare_groups(groups, a.datasets, a.seeds or finished_seeds(groups[0][0]))
         return
     if a.run is None or not a.others:
         ap.error("name a run and the runs to average with it, or --groups")
-    a.seeds = a.seeds or seeds_of(a.run)
+    a.seeds = a.seeds or finished_seeds(a.run)
     for dataset in a.datasets:
         for other in a.others:
             res = paired(a.run, other, dataset, a.seeds)

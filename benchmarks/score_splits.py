@@ -38,7 +38,7 @@ from scipy.stats import spearmanr
 import mixiqa
 from mixiqa.errors import DataError, run_command
 from mixiqa.models.ensemble import EnsembleModel
-from mixiqa.report.run import finished_splits, read_rows
+from mixiqa.report.run import finished_seeds, finished_splits, read_rows
 from mixiqa.score import model_transform
 
 
@@ -97,7 +97,7 @@ def main(argv=None) -> None:
     partners = finished_splits(a.partner) if a.partner else {}
     keys = ("cached", "full") + (("flip", "avg") if a.flips else ())
     res = []
-    for seed in a.seeds or sorted(splits):
+    for seed in a.seeds or finished_seeds(a.run):
         if seed not in splits or not (splits[seed] / "model").is_dir():
             raise DataError(f"{a.run} has no finished split with seed {seed} and a saved "
                             f"model (finished seeds: {sorted(splits) or 'none'}).")

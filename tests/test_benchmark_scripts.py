@@ -194,8 +194,10 @@ def test_average_runs_joins_folders_of_one_recipe_made_on_other_seeds(tmp_path, 
     ar.main([",".join(map(str, parts_a)), ",".join(map(str, parts_b)), "--datasets", "clive"])
     joined = capsys.readouterr().out.split()
     assert joined[2] == "b0,b1" and joined[3:] == whole[3:]
-    with pytest.raises(DataError, match="no finished split"):
+    with pytest.raises(DataError, match="typo has no finished split"):
         ar.main([str(tmp_path / "typo"), str(whole_b)])
+    with pytest.raises(DataError, match="typo has no finished split"):
+        load_script("score_splits").main([str(tmp_path / "typo")])
     with pytest.raises(DataError, match="seed 0 is finished in both"):
         finished_splits((parts_a[0], whole_a))
 

@@ -77,6 +77,16 @@ def finished_splits(run: Runs) -> dict[int, Path]:
     return found
 
 
+def finished_seeds(run: Runs) -> list[int]:
+    """The seeds ``run`` finished, in order; a DataError naming it where there are none (a
+    mistyped folder, or a run not yet done), so callers never work on zero splits."""
+    seeds = sorted(finished_splits(run))
+    if not seeds:
+        raise DataError(f"{runs_label(run)} has no finished split (no split_*/result.json): "
+                        "name a finished `mixiqa train` run folder")
+    return seeds
+
+
 def test_predictions(run: Runs, seed: int, dataset: str) -> dict[str, tuple[float, float]]:
     """Image name -> (prediction on the dataset's scale, MOS) for one split's test rows;
     ``run`` as in :func:`finished_splits`."""
